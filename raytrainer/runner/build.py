@@ -1,0 +1,140 @@
+"""Builders the runner uses for its components, kept out of the Runner class.
+
+Each function turns a config (or an already-built object) into a component, naming the config
+key in every error. Nothing here runs a loop or writes files.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..registry import HOOKS, PARAM_SCHEDULERS, build_from_cfg
+
+DEFAULT_HOOKS: dict[str, dict] = {
+    "runtime_info": dict(type="RuntimeInfoHook"),
+    "timer": dict(type="IterTimerHook"),
+    "sampler_seed": dict(type="DistSamplerSeedHook"),
+    "logger": dict(type="LoggerHook"),
+    "param_scheduler": dict(type="ParamSchedulerHook"),
+    "checkpoint": dict(type="CheckpointHook", interval=1),
+}
+
+
+def merge_default_hooks(default_hooks: Mapping | None) -> dict[str, Any]:
+    """The default hooks with the user's entries applied (None disables one)."""
+    merged: dict[str, Any] = copy.deepcopy(DEFAULT_HOOKS)
+    for name, hook in (default_hooks or {}).items():
+        merged[name] = hook
+    return {name: hook for name, hook in merged.items() if hook is not None}
+
+
+def build_hook(hook: Any, key: str):
+    """Build one hook; returns ``(hook, priority or None)`` with ``priority`` taken off the cfg."""
+    if isinstance(hook, Mapping):
+        cfg = dict(hook)
+        priority = cfg.pop("priority", None)
+        return build_from_cfg(cfg, HOOKS, key=key), priority
+    return hook, None
+
+
+def _scheduler_list(cfg: Any, optim_wrapper, key: str, runner) -> list:
+    items = cfg if isinstance(cfg, Sequence) and not isinstance(cfg, Mapping) else [cfg]
+    built = []
+    for i, item in enumerate(items):
+        item_key = f"{key}.{i}" if len(items) > 1 else key
+        if not isinstance(item, Mapping):
+            built.append(item)
+            continue
+        args = dict(item)
+        by_epoch = args.get("by_epoch", True)
+        loop = runner.train_loop_or_none
+        if loop is not None:
+            args.setdefault("end", loop.max_epochs if by_epoch else loop.max_iters)
+        if args.pop("convert_to_iter_based", False):
+            built.append(_build_iter_from_epoch(args, optim_wrapper, runner, item_key))
+        else:
+            built.append(build_from_cfg(args, PARAM_SCHEDULERS, dict(optimizer=optim_wrapper),
+                                        key=item_key))
+    return built
+
+
+def _build_iter_from_epoch(args: dict, optim_wrapper, runner, key: str):
+    sched_type = args.pop("type", None)
+    cls = PARAM_SCHEDULERS.get(sched_type) if isinstance(sched_type, str) else sched_type
+    if cls is None:
+        raise KeyError(f"'{key}.type': {sched_type!r} is not registered in the parameter "
+                       "scheduler registry")
+    if not hasattr(cls, "build_iter_from_epoch"):
+        raise TypeError(f"'{key}': {cls.__name__} cannot convert_to_iter_based")
+    epoch_length = len(runner.train_dataloader)
+    try:
+        return cls.build_iter_from_epoch(optimizer=optim_wrapper, epoch_length=epoch_length,
+                                         **args)
+    except Exception as exc:
+        exc.add_note(f"raised while building parameter scheduler '{cls.__name__}' from config "
+                     f"key '{key}' (convert_to_iter_based)")
+        raise
+
+
+def build_param_schedulers(cfg: Any, optim_wrapper, runner) -> list | dict:
+    """Build schedulers for one optimizer (a list) or for each of an OptimWrapperDict (a dict).
+
+    ``end`` defaults to the train loop's max epochs/iters; ``convert_to_iter_based=True`` turns an
+    epoch-based schedule into an iteration-based one using the train dataloader's length.
+    """
+    from ..optim import OptimWrapperDict
+
+    if isinstance(optim_wrapper, OptimWrapperDict):
+        per_name = isinstance(cfg, Mapping) and "type" not in cfg
+        if per_name:
+            unknown = set(cfg) - set(optim_wrapper.keys())
+            if unknown:
+                raise KeyError(f"param_scheduler names {sorted(unknown)} do not match the optim "
+                               f"wrappers {sorted(optim_wrapper.keys())}")
+        return {name: _scheduler_list(cfg[name] if per_name else cfg, wrapper,
+                                      f"param_scheduler.{name}" if per_name else
+                                      "param_scheduler", runner)
+                for name, wrapper in optim_wrapper.items() if not per_name or name in cfg}
+    return _scheduler_list(cfg, optim_wrapper, "param_scheduler", runner)
+
+
+def real_batch_size(runner, optim_wrapper) -> tuple[int, int, int]:
+    """``(world_size, per-rank batch size, accumulative_counts)`` of this run."""
+    loader = runner.train_dataloader
+    batch = getattr(loader, "batch_size", None)
+    if batch is None:
+        batch = getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    if batch is None:
+        raise ValueError("auto_scale_lr needs the train dataloader's batch_size")
+    wrappers = list(optim_wrapper.values()) if hasattr(optim_wrapper, "values") else \
+        [optim_wrapper]
+    accumulation = max(getattr(w, "_accumulative_counts", 1) for w in wrappers)
+    return runner.world_size, int(batch), int(accumulation)
+
+
+def scale_lr(runner, optim_wrapper, auto_scale_lr: Mapping | None) -> float | None:
+    """Scale every param group's lr by real batch / ``base_batch_size``; returns the factor.
+
+    The real batch is world size × per-rank batch × gradient accumulation steps: accumulated
+    iterations form one optimizer step, so they count towards the batch the lr applies to.
+    """
+    if not auto_scale_lr or not auto_scale_lr.get("enable", False):
+        return None
+    if "base_batch_size" not in auto_scale_lr:
+        raise KeyError("auto_scale_lr.base_batch_size is required when auto_scale_lr.enable=True")
+    base = auto_scale_lr["base_batch_size"]
+    if not isinstance(base, (int, float)) or base <= 0:
+        raise ValueError(f"auto_scale_lr.base_batch_size must be a positive number, got {base!r}")
+    world, batch, accumulation = real_batch_size(runner, optim_wrapper)
+    real = world * batch * accumulation
+    factor = real / float(base)
+    wrappers = list(optim_wrapper.values()) if hasattr(optim_wrapper, "values") else \
+        [optim_wrapper]
+    for wrapper in wrappers:
+        for group in wrapper.optimizer.param_groups:
+            group["lr"] = group["lr"] * factor
+    runner.logger.info(
+        f"auto_scale_lr: real batch size {real} = {world} ranks x {batch} per rank x "
+        f"{accumulation} accumulation steps; base batch size {base}; lr scaled by {factor:g}")
+    return factor

@@ -1,0 +1,356 @@
+"""Training, validation and test loops.
+
+A loop owns iteration order and counters (epoch, iter, position inside the epoch) and calls the
+runner's hooks around each step; it never builds components (the runner does) or touches storage.
+Resuming sets the counters and asks the sampler to start at the right position, so no batch is
+loaded twice.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..logging import print_log
+from ..registry import LOOPS
+from .rng_state import preserve_torch_rng
+
+
+class BaseLoop:
+    """A loop over one dataloader (built from a config with the run's seed if needed)."""
+
+    def __init__(self, runner, dataloader: DataLoader | Mapping, key: str = "dataloader"):
+        self._runner = runner
+        self.dataloader = runner.build_dataloader(dataloader, key=key)
+
+    @property
+    def runner(self):
+        return self._runner
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+
+def _dynamic_intervals(start: int, milestones: Sequence[tuple[int, int]] | None):
+    if milestones is None:
+        return [0], [start]
+    if not all(isinstance(m, (tuple, list)) and len(m) == 2 for m in milestones):
+        raise ValueError("dynamic_intervals must be a list of (milestone, interval) pairs, got "
+                         f"{milestones!r}")
+    points = sorted((int(m), int(i)) for m, i in milestones)
+    return [0] + [m for m, _ in points], [start] + [i for _, i in points]
+
+
+def find_sampler(dataloader: DataLoader):
+    """The index sampler of a DataLoader (inside its batch sampler when there is one)."""
+    batch_sampler = getattr(dataloader, "batch_sampler", None)
+    if batch_sampler is not None and hasattr(batch_sampler, "sampler"):
+        return batch_sampler.sampler
+    return getattr(dataloader, "sampler", None)
+
+
+def _skip_batches(dataloader: DataLoader, num_batches: int) -> None:
+    """Make the dataloader's next pass start ``num_batches`` in, without loading them."""
+    if num_batches == 0:
+        return
+    sampler = find_sampler(dataloader)
+    if not hasattr(sampler, "skip_samples"):
+        raise RuntimeError(
+            f"cannot resume in the middle of an epoch: sampler {type(sampler).__name__} has no "
+            "skip_samples(); use DefaultSampler/InfiniteSampler or resume at an epoch boundary")
+    batch_size = getattr(dataloader.batch_sampler, "batch_size", None) or dataloader.batch_size
+    sampler.skip_samples(num_batches * batch_size)
+
+
+class _TrainLoop(BaseLoop):
+    """Counters and validation scheduling shared by the epoch- and iteration-based loops."""
+
+    def __init__(self, runner, dataloader, val_begin: int, val_interval: int,
+                 dynamic_intervals: Sequence[tuple[int, int]] | None):
+        super().__init__(runner, dataloader, key="train_dataloader")
+        self._epoch = 0
+        self._iter = 0
+        self._inner_iter = 0
+        self._step_done = False
+        self.val_begin = val_begin
+        self.val_interval = val_interval
+        self.stop_training = False
+        self.dynamic_milestones, self.dynamic_intervals = _dynamic_intervals(
+            val_interval, dynamic_intervals)
+        dataset = self.dataloader.dataset
+        if hasattr(dataset, "metainfo"):
+            runner.visualizer.dataset_meta = dataset.metainfo
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def iter(self) -> int:
+        return self._iter
+
+    @property
+    def inner_iter(self) -> int:
+        """Batches already done in the current epoch."""
+        return self._inner_iter
+
+    @property
+    def max_epochs(self) -> int:
+        return self._max_epochs
+
+    @property
+    def max_iters(self) -> int:
+        return self._max_iters
+
+    def _update_val_interval(self, progress: int) -> None:
+        step = bisect.bisect(self.dynamic_milestones, progress + 1)
+        self.val_interval = self.dynamic_intervals[step - 1]
+
+    def run_iter(self, batch_idx: int, data_batch: Any) -> None:
+        runner = self.runner
+        runner.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
+        outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
+        self._inner_iter += 1
+        self._step_done = True
+        runner.call_hook("after_train_iter", batch_idx=batch_idx, data_batch=data_batch,
+                         outputs=outputs)
+        self._step_done = False
+        self._iter += 1
+
+    def state_dict(self) -> dict:
+        """Progress for a checkpoint: the epoch, and iterations/batches COMPLETED so far.
+
+        Hooks run after a step but before the loop counts it, so a step finished inside
+        ``after_train_iter`` is counted here.
+        """
+        return {"epoch": self._epoch, "iter": self._iter + int(self._step_done),
+                "inner_iter": self._inner_iter}
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+
+@LOOPS.register_module()
+class EpochBasedTrainLoop(_TrainLoop):
+    """Train for ``max_epochs`` epochs, validating every ``val_interval`` epochs from ``val_begin``.
+
+    Args:
+        runner: The runner.
+        dataloader: A DataLoader or its config.
+        max_epochs: Number of epochs.
+        val_begin: First epoch after which validation may run.
+        val_interval: Validate every this many epochs.
+        dynamic_intervals: ``[(epoch, interval), ...]`` switching the interval at milestones.
+    """
+
+    def __init__(self, runner, dataloader, max_epochs: int, val_begin: int = 1,
+                 val_interval: int = 1, dynamic_intervals=None):
+        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals)
+        if int(max_epochs) != max_epochs or max_epochs < 1:
+            raise ValueError(f"train_cfg.max_epochs must be a positive integer, got {max_epochs!r}")
+        self._max_epochs = int(max_epochs)
+        self._max_iters = self._max_epochs * len(self.dataloader)
+        self._resume_skip = 0
+
+    def run(self) -> torch.nn.Module:
+        runner = self.runner
+        runner.call_hook("before_train")
+        while self._epoch < self._max_epochs and not self.stop_training:
+            self.run_epoch()
+            self._update_val_interval(self._epoch)
+            if runner.val_loop is not None and self._epoch >= self.val_begin and \
+                    (self._epoch % self.val_interval == 0 or self._epoch == self._max_epochs):
+                runner.val_loop.run()
+        runner.call_hook("after_train")
+        return runner.model
+
+    def run_epoch(self) -> None:
+        runner = self.runner
+        runner.call_hook("before_train_epoch")
+        runner.model.train()
+        start, self._resume_skip = self._resume_skip, 0
+        self._inner_iter = start
+        if start:
+            # Resuming mid-epoch: start the sampler at the saved position and keep the
+            # generators as an uninterrupted run has them (it created its iterator earlier).
+            _skip_batches(self.dataloader, start)
+            with preserve_torch_rng():
+                batches = iter(self.dataloader)
+        else:
+            batches = iter(self.dataloader)
+        for batch_idx, data_batch in enumerate(batches, start):
+            self.run_iter(batch_idx, data_batch)
+            if self.stop_training:
+                break
+        runner.call_hook("after_train_epoch")
+        self._epoch += 1
+        self._inner_iter = 0
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue at ``state``'s position; a checkpoint taken at the end of an epoch resumes
+        at the start of the next one."""
+        self._epoch, self._iter = int(state["epoch"]), int(state["iter"])
+        inner = int(state.get("inner_iter", 0))
+        if inner >= len(self.dataloader):
+            self._epoch, inner = self._epoch + 1, 0
+        self._resume_skip = inner
+        self._inner_iter = inner
+
+
+class _InfiniteIterator:
+    """Restart a finite dataloader forever, advancing its sampler's epoch each pass."""
+
+    def __init__(self, dataloader: DataLoader, epoch: int = 0, skip_batches: int = 0):
+        self._dataloader = dataloader
+        self.epoch = epoch
+        self._set_epoch()
+        if skip_batches:
+            _skip_batches(dataloader, skip_batches)
+            with preserve_torch_rng():
+                self._iterator = iter(dataloader)
+        else:
+            self._iterator = iter(dataloader)
+
+    def _set_epoch(self) -> None:
+        sampler = find_sampler(self._dataloader)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+
+    def __iter__(self) -> Iterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self.epoch += 1
+            self._set_epoch()
+            self._iterator = iter(self._dataloader)
+            return next(self._iterator)
+
+
+@LOOPS.register_module()
+class IterBasedTrainLoop(_TrainLoop):
+    """Train for ``max_iters`` iterations, validating every ``val_interval`` iterations.
+
+    Args:
+        runner: The runner.
+        dataloader: A DataLoader or its config (``InfiniteSampler`` or ``DefaultSampler``).
+        max_iters: Number of iterations.
+        val_begin: First iteration after which validation may run.
+        val_interval: Validate every this many iterations.
+        dynamic_intervals: ``[(iter, interval), ...]`` switching the interval at milestones.
+    """
+
+    def __init__(self, runner, dataloader, max_iters: int, val_begin: int = 1,
+                 val_interval: int = 1000, dynamic_intervals=None):
+        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals)
+        if int(max_iters) != max_iters or max_iters < 1:
+            raise ValueError(f"train_cfg.max_iters must be a positive integer, got {max_iters!r}")
+        self._max_iters = int(max_iters)
+        self._max_epochs = 1
+        self._iterator: _InfiniteIterator | None = None
+
+    def _make_iterator(self) -> _InfiniteIterator:
+        if getattr(find_sampler(self.dataloader), "is_infinite", False):
+            return _InfiniteIterator(self.dataloader, 0, self._iter)
+        # A finite sampler: the position is (pass over the data, batch inside the pass).
+        length = len(self.dataloader)
+        return _InfiniteIterator(self.dataloader, self._iter // length, self._iter % length)
+
+    def run(self) -> torch.nn.Module:
+        runner = self.runner
+        runner.call_hook("before_train")
+        runner.call_hook("before_train_epoch")
+        if self._iterator is None:
+            self._iterator = self._make_iterator()
+        if self._iter > 0:
+            print_log(f"resuming at iteration {self._iter}: the sampler starts at its saved "
+                      "position (no batches are replayed)", logger="current", level=logging.INFO)
+        while self._iter < self._max_iters and not self.stop_training:
+            runner.model.train()
+            data_batch = next(self._iterator)
+            self.run_iter(self._iter, data_batch)
+            self._update_val_interval(self._iter)
+            if runner.val_loop is not None and self._iter >= self.val_begin and \
+                    (self._iter % self.val_interval == 0 or self._iter == self._max_iters):
+                runner.val_loop.run()
+        runner.call_hook("after_train_epoch")
+        runner.call_hook("after_train")
+        return runner.model
+
+    def load_state_dict(self, state: dict) -> None:
+        self._epoch, self._iter = int(state["epoch"]), int(state["iter"])
+        self._inner_iter = self._iter
+        self._iterator = None
+
+
+class _EvalLoop(BaseLoop):
+    """Run the model over a dataloader and feed the evaluator (shared by val and test)."""
+
+    mode = "val"
+
+    def __init__(self, runner, dataloader, evaluator, fp16: bool = False):
+        super().__init__(runner, dataloader, key=f"{self.mode}_dataloader")
+        self.evaluator = runner.build_evaluator(evaluator, key=f"{self.mode}_evaluator")
+        dataset = self.dataloader.dataset
+        if hasattr(dataset, "metainfo"):
+            self.evaluator.dataset_meta = dataset.metainfo
+            runner.visualizer.dataset_meta = dataset.metainfo
+        self.fp16 = fp16
+        self.last_metrics: dict | None = None
+
+    def run(self) -> dict:
+        # Evaluation draws nothing from the generators training uses, so a run resumed after
+        # a validation continues with the same random numbers as one that never stopped.
+        with preserve_torch_rng():
+            return self._run()
+
+    def _run(self) -> dict:
+        runner, mode = self.runner, self.mode
+        runner.call_hook(f"before_{mode}")
+        runner.call_hook(f"before_{mode}_epoch")
+        runner.model.eval()
+        for batch_idx, data_batch in enumerate(self.dataloader):
+            self.run_iter(batch_idx, data_batch)
+        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        self.last_metrics = metrics
+        runner.call_hook(f"after_{mode}_epoch", metrics=metrics)
+        runner.call_hook(f"after_{mode}")
+        return metrics
+
+    @torch.no_grad()
+    def run_iter(self, batch_idx: int, data_batch: Any) -> None:
+        runner, mode = self.runner, self.mode
+        runner.call_hook(f"before_{mode}_iter", batch_idx=batch_idx, data_batch=data_batch)
+        with runner.strategy.autocast(enabled=self.fp16):
+            step = runner.model.val_step if mode == "val" else runner.model.test_step
+            outputs = step(data_batch)
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        runner.call_hook(f"after_{mode}_iter", batch_idx=batch_idx, data_batch=data_batch,
+                         outputs=outputs)
+
+
+@LOOPS.register_module()
+class ValLoop(_EvalLoop):
+    """Validate over ``val_dataloader`` and return the metrics dict.
+
+    Args:
+        runner: The runner.
+        dataloader: A DataLoader or its config.
+        evaluator: An Evaluator, a metric config, or a list of them.
+        fp16: Run the model under autocast (fp16 on GPU, bf16 on CPU).
+    """
+
+    mode = "val"
+
+
+@LOOPS.register_module()
+class TestLoop(_EvalLoop):
+    """Test over ``test_dataloader`` and return the metrics dict (arguments as ``ValLoop``)."""
+
+    mode = "test"

@@ -1,0 +1,569 @@
+"""The Runner: one rank's view of a training run, with MMEngine's constructor and methods.
+
+The runner wires components together (model, loops, optim wrapper, schedulers, evaluators,
+hooks), owns the run's identity on this rank (timestamp, seed, work_dir, log_dir) and its
+training state (what goes into a checkpoint). Building details live in ``build.py``, the
+on-storage checkpoint format in ``checkpoint.py``, device placement and wrapping in the strategy.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from .. import dist
+from .. import storage as store
+from ..config import Config
+from ..dataset.builder import build_dataloader
+from ..evaluator import Evaluator
+from ..hooks.hook import Hook, get_priority
+from ..logging import MessageHub, MMLogger
+from ..model.wrappers import unwrap_model
+from ..registry import (
+    EVALUATOR, LOG_PROCESSORS, LOOPS, MODELS, RUNNERS, STRATEGIES, VISUALIZERS, build_from_cfg,
+    import_modules_from_strings)
+from ..utils.randomness import draw_seed, set_random_seed
+from . import build
+from .checkpoint_io import CheckpointIO
+
+_TRAIN_KEYS = ("train_dataloader", "train_cfg", "optim_wrapper")
+_VAL_KEYS = ("val_dataloader", "val_cfg", "val_evaluator")
+_TEST_KEYS = ("test_dataloader", "test_cfg", "test_evaluator")
+
+
+def _check_all_or_none(values: dict[str, Any]) -> None:
+    given = [k for k, v in values.items() if v is not None]
+    if given and len(given) != len(values):
+        missing = [k for k in values if k not in given]
+        raise ValueError(f"{', '.join(values)} must be given together; got {given} but not "
+                         f"{missing}")
+
+
+def _shared(value: Any) -> Any:
+    """Rank 0's value of ``value`` on every rank."""
+    box = [value]
+    dist.broadcast_object_list(box)
+    return box[0]
+
+
+@RUNNERS.register_module()
+class Runner(CheckpointIO):
+    """Train, validate and test a model on this rank.
+
+    Components may be given built or as config dicts; they are built when first needed (a
+    test-only run never builds the optimizer). Arguments follow MMEngine's Runner; raytrainer
+    adds ``strategy`` (device placement/wrapping), ``timestamp`` (decided by the Ray driver so
+    every rank and every restart agrees) and ``storage`` (fsspec options for URLs).
+
+    Args:
+        model: A model or its config (registered in ``MODELS``).
+        work_dir: Where logs and checkpoints go: a path or a storage URL.
+        train_dataloader, val_dataloader, test_dataloader: DataLoaders or configs.
+        train_cfg: ``dict(by_epoch=True, max_epochs=..)`` or ``dict(by_epoch=False,
+            max_iters=..)`` plus ``val_begin``/``val_interval``, or a loop config with ``type``.
+        val_cfg, test_cfg: Loop configs (``dict()`` for the default loops).
+        auto_scale_lr: ``dict(enable=True, base_batch_size=N)``.
+        optim_wrapper: An OptimWrapper or its config.
+        param_scheduler: A scheduler config, a list of them, or per-optimizer dicts.
+        val_evaluator, test_evaluator: Evaluators or metric configs.
+        default_hooks: Overrides of the default hooks by name (None disables one).
+        custom_hooks: Extra hooks or hook configs.
+        data_preprocessor: Preprocessor config used when ``model`` is a config without one.
+        load_from: Checkpoint whose weights are loaded before training/testing.
+        resume: True/'auto' resumes from the latest committed checkpoint in ``work_dir``; a
+            location resumes from that checkpoint.
+        launcher: ``'none'`` (one process) or ``'pytorch'`` (torchrun env variables).
+        env_cfg: ``dict(cudnn_benchmark=.., dist_cfg=dict(backend=..))``.
+        log_processor: LogProcessor config.
+        log_level: Logger level name.
+        visualizer: Visualizer or its config.
+        default_scope: Accepted for compatibility (raytrainer has one registry scope).
+        randomness: ``dict(seed=None|int, deterministic=bool, diff_rank_seed=bool)``.
+        experiment_name: Name of the run; defaults to ``<config name>_<timestamp>``.
+        cfg: The full config, dumped to the work_dir and stored in checkpoints.
+        strategy: A strategy or its config; defaults from ``launcher``.
+        timestamp: The run's timestamp; decided here (rank 0) when None.
+        storage: fsspec options for remote URLs (``endpoint_url``, ``profile`` ...).
+    """
+
+    def __init__(self, model: nn.Module | dict, work_dir: str,
+                 train_dataloader: DataLoader | dict | None = None,
+                 val_dataloader: DataLoader | dict | None = None,
+                 test_dataloader: DataLoader | dict | None = None,
+                 train_cfg: dict | None = None, val_cfg: dict | None = None,
+                 test_cfg: dict | None = None, auto_scale_lr: dict | None = None,
+                 optim_wrapper: Any = None, param_scheduler: Any = None,
+                 val_evaluator: Any = None, test_evaluator: Any = None,
+                 default_hooks: dict | None = None, custom_hooks: list | None = None,
+                 data_preprocessor: nn.Module | dict | None = None, load_from: str | None = None,
+                 resume: bool | str = False, launcher: str = "none", env_cfg: dict | None = None,
+                 log_processor: dict | None = None, log_level: str | int = "INFO",
+                 visualizer: Any = None, default_scope: str | None = "raytrainer",
+                 randomness: dict | None = None, experiment_name: str | None = None,
+                 cfg: Config | dict | None = None, strategy: Any = None,
+                 timestamp: str | None = None, storage: dict | None = None):
+        self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(cfg or {})
+        self._storage_options = dict(storage or {})
+        if self._storage_options:
+            _set_storage(self._storage_options)
+        self._work_dir = str(work_dir) if storage_is_url(work_dir) else \
+            os.path.abspath(str(work_dir))
+        _check_all_or_none(dict(zip(_TRAIN_KEYS, (train_dataloader, train_cfg, optim_wrapper))))
+        _check_all_or_none(dict(zip(_VAL_KEYS, (val_dataloader, val_cfg, val_evaluator))))
+        _check_all_or_none(dict(zip(_TEST_KEYS, (test_dataloader, test_cfg, test_evaluator))))
+        if param_scheduler is not None and optim_wrapper is None:
+            raise ValueError("param_scheduler needs an optim_wrapper")
+        self._train_dataloader, self._train_loop = train_dataloader, train_cfg
+        self._val_dataloader, self._val_loop, self._val_evaluator = \
+            val_dataloader, val_cfg, val_evaluator
+        self._test_dataloader, self._test_loop, self._test_evaluator = \
+            test_dataloader, test_cfg, test_evaluator
+        self.optim_wrapper = optim_wrapper
+        self.param_schedulers = param_scheduler
+        self.auto_scale_lr = auto_scale_lr
+        self.lr_scale_factor: float | None = None
+        self.default_scope = default_scope
+        self._load_from, self._resume = load_from, resume
+        self._has_loaded = False
+        self.resumed_from: str | None = None
+
+        self._launcher = launcher
+        self._env_cfg = dict(env_cfg or {})
+        self.strategy = self._build_strategy(strategy, launcher)
+        self.strategy.setup()
+        self._timestamp = _shared(timestamp or time.strftime("%Y%m%d_%H%M%S"))
+        self._randomness_cfg = dict(randomness or {})
+        self._set_randomness()
+        self._experiment_name = self._name_experiment(experiment_name)
+        self._log_dir = store.join(self._work_dir, self._timestamp)
+        if self.rank == 0:
+            store.makedirs(self._log_dir)
+        dist.barrier()
+        self.logger = self._build_logger(log_level)
+        self.message_hub = MessageHub.get_instance(self._experiment_name)
+        self.visualizer = self._build_visualizer(visualizer)
+        if self.cfg:
+            self.visualizer.add_config(self.cfg)
+        self.log_processor = build_from_cfg(dict(type="LogProcessor", **(log_processor or {})),
+                                            LOG_PROCESSORS, key="log_processor") \
+            if log_processor is None or isinstance(log_processor, Mapping) else log_processor
+
+        if isinstance(model, Mapping) and data_preprocessor is not None:
+            model = dict(model)
+            model.setdefault("data_preprocessor", data_preprocessor)
+        self.model = self.strategy.prepare_model(self.build_model(model))
+        self._model_name = type(unwrap_model(self.model)).__name__
+        self._hooks: list[Hook] = []
+        self._hook_table: dict[str, list] = {}
+        self.register_hooks(default_hooks, custom_hooks)
+        self.logger.info("Hooks will run in this order:\n" + self.get_hooks_info())
+        self.dump_config()
+
+    @classmethod
+    def from_cfg(cls, cfg: Config | dict) -> Runner:
+        """Build a runner from a full config (as ``Config.fromfile`` returns)."""
+        cfg = cfg if isinstance(cfg, Config) else Config(cfg)
+        custom_imports = cfg.get("custom_imports")
+        if custom_imports:
+            import_modules_from_strings(**custom_imports)
+        if "work_dir" not in cfg:
+            raise KeyError("the config has no 'work_dir'; set it in the file or pass "
+                           "--work-dir")
+        keys = ("model", "work_dir", "train_dataloader", "val_dataloader", "test_dataloader",
+                "train_cfg", "val_cfg", "test_cfg", "auto_scale_lr", "optim_wrapper",
+                "param_scheduler", "val_evaluator", "test_evaluator", "default_hooks",
+                "custom_hooks", "data_preprocessor", "load_from", "launcher", "env_cfg",
+                "log_processor", "log_level", "visualizer", "default_scope", "randomness",
+                "experiment_name", "strategy", "timestamp", "storage")
+        kwargs = {k: copy.deepcopy(cfg[k]) for k in keys if k in cfg and cfg[k] is not None}
+        kwargs["resume"] = cfg.get("resume", False)
+        return cls(cfg=cfg, **kwargs)
+
+    # ---- identity and state -------------------------------------------------------------
+    @property
+    def experiment_name(self) -> str:
+        return self._experiment_name
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def work_dir(self) -> str:
+        return self._work_dir
+
+    @property
+    def log_dir(self) -> str:
+        return self._log_dir
+
+    @property
+    def timestamp(self) -> str:
+        return self._timestamp
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def deterministic(self) -> bool:
+        return bool(self._randomness_cfg.get("deterministic", False))
+
+    @property
+    def launcher(self) -> str:
+        return self._launcher
+
+    @property
+    def distributed(self) -> bool:
+        return dist.is_distributed()
+
+    @property
+    def rank(self) -> int:
+        return dist.get_rank()
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size()
+
+    @property
+    def hooks(self) -> list[Hook]:
+        return self._hooks
+
+    @property
+    def epoch(self) -> int:
+        loop = self.train_loop_or_none
+        return loop.epoch if loop is not None else 0
+
+    @property
+    def iter(self) -> int:
+        loop = self.train_loop_or_none
+        return loop.iter if loop is not None else 0
+
+    @property
+    def max_epochs(self) -> int:
+        loop = self.train_loop_or_none
+        return loop.max_epochs if loop is not None else 0
+
+    @property
+    def max_iters(self) -> int:
+        loop = self.train_loop_or_none
+        return loop.max_iters if loop is not None else 0
+
+    @property
+    def train_loop_or_none(self):
+        """The train loop if it has been built (no building side effects)."""
+        loop = self._train_loop
+        return loop if loop is not None and not isinstance(loop, Mapping) else None
+
+    @property
+    def train_loop(self):
+        if self._train_loop is None:
+            raise RuntimeError("this runner has no train loop: pass train_dataloader, train_cfg "
+                               "and optim_wrapper")
+        self._train_loop = self.build_train_loop(self._train_loop)
+        return self._train_loop
+
+    @property
+    def val_loop(self):
+        if self._val_loop is None:
+            return None
+        self._val_loop = self.build_val_loop(self._val_loop)
+        return self._val_loop
+
+    @property
+    def test_loop(self):
+        if self._test_loop is None:
+            return None
+        self._test_loop = self.build_test_loop(self._test_loop)
+        return self._test_loop
+
+    @property
+    def train_dataloader(self):
+        return self.train_loop.dataloader
+
+    @property
+    def val_dataloader(self):
+        return self.val_loop.dataloader
+
+    @property
+    def test_dataloader(self):
+        return self.test_loop.dataloader
+
+    @property
+    def val_evaluator(self):
+        return self.val_loop.evaluator
+
+    @property
+    def test_evaluator(self):
+        return self.test_loop.evaluator
+
+    @property
+    def val_interval(self) -> int:
+        return self.train_loop.val_interval
+
+    @property
+    def val_begin(self) -> int:
+        return self.train_loop.val_begin
+
+    # ---- set-up -------------------------------------------------------------------------
+    def _build_strategy(self, strategy: Any, launcher: str):
+        if strategy is None:
+            if launcher == "none":
+                strategy = dict(type="SingleDeviceStrategy")
+            else:
+                backend = self._env_cfg.get("dist_cfg", {}).get("backend")
+                strategy = dict(type="DDPStrategy", launcher=launcher, backend=backend)
+        return build_from_cfg(strategy, STRATEGIES, key="strategy")
+
+    def _set_randomness(self) -> None:
+        cfg = self._randomness_cfg
+        unknown = set(cfg) - {"seed", "deterministic", "diff_rank_seed"}
+        if unknown:
+            raise KeyError(f"randomness has unknown keys {sorted(unknown)}; expected seed, "
+                           "deterministic, diff_rank_seed")
+        seed = cfg.get("seed")
+        if seed is None:
+            seed = _shared(draw_seed())
+            cfg["seed"] = seed
+        elif not isinstance(seed, int):
+            raise TypeError(f"randomness.seed must be an int or None, got {seed!r}")
+        # The drawn seed goes into the config dump and checkpoints so the run can be repeated.
+        self.cfg.setdefault("randomness", {})
+        self.cfg["randomness"]["seed"] = seed
+        self._seed = seed
+        set_random_seed(seed, deterministic=cfg.get("deterministic", False),
+                        diff_rank_seed=cfg.get("diff_rank_seed", False), rank=self.rank)
+
+    def _name_experiment(self, experiment_name: str | None) -> str:
+        if experiment_name is not None:
+            return f"{experiment_name}_{self._timestamp}"
+        if self.cfg.filename:
+            stem = os.path.splitext(os.path.basename(self.cfg.filename))[0]
+            return f"{stem}_{self._timestamp}"
+        return self._timestamp
+
+    def _build_logger(self, log_level) -> MMLogger:
+        suffix = "" if self.rank == 0 else f"_rank{self.rank}"
+        log_file = store.join(self._log_dir, f"{self._timestamp}{suffix}.log")
+        if MMLogger.check_instance_created(self._experiment_name):
+            MMLogger.get_instance(self._experiment_name).close()
+            MMLogger.drop_instance(self._experiment_name)
+        logger = MMLogger.get_instance(self._experiment_name, log_file=log_file,
+                                       log_level=log_level, file_mode="a", rank=self.rank)
+        logger.info(f"run {self._experiment_name}: work_dir={self._work_dir} "
+                    f"rank={self.rank}/{self.world_size} device={self.strategy.device} "
+                    f"seed={self._seed} (randomness={self._randomness_cfg})")
+        return logger
+
+    def _build_visualizer(self, visualizer: Any):
+        if visualizer is None:
+            visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])
+        if not isinstance(visualizer, Mapping):
+            return visualizer
+        cfg = dict(visualizer)
+        cfg.setdefault("name", self._experiment_name)
+        cfg.setdefault("save_dir", store.join(self._log_dir, "vis_data"))
+        return build_from_cfg(cfg, VISUALIZERS, key="visualizer")
+
+    def dump_config(self) -> None:
+        """Write the resolved config (seed included) to the work_dir, on rank 0."""
+        if self.rank != 0 or not self.cfg:
+            return
+        name = os.path.basename(self.cfg.filename) if self.cfg.filename else \
+            f"{self._timestamp}.py"
+        if not name.endswith((".py", ".json", ".yaml", ".yml")):
+            name += ".py"
+        self.cfg.dump(store.join(self._work_dir, name))
+
+    # ---- building -----------------------------------------------------------------------
+    def build_model(self, model: nn.Module | dict) -> nn.Module:
+        if isinstance(model, nn.Module):
+            return model
+        if isinstance(model, Mapping):
+            return build_from_cfg(model, MODELS, key="model")
+        raise TypeError(f"model must be an nn.Module or a config dict, got {type(model).__name__}")
+
+    def build_dataloader(self, dataloader: DataLoader | dict, key: str = "dataloader",
+                         seed: int | None = None, diff_rank_seed: bool | None = None):
+        if diff_rank_seed is None:
+            diff_rank_seed = self._randomness_cfg.get("diff_rank_seed", False)
+        return build_dataloader(dataloader, seed=self._seed if seed is None else seed,
+                                diff_rank_seed=diff_rank_seed, key=key)
+
+    def build_evaluator(self, evaluator: Any, key: str = "evaluator") -> Evaluator:
+        """An Evaluator from an Evaluator, a metric (config), a list of them, or an evaluator
+        config with ``metrics`` (``dict(type='Evaluator', metrics=[...])``)."""
+        if isinstance(evaluator, Evaluator):
+            return evaluator
+        if isinstance(evaluator, Mapping) and "metrics" in evaluator:
+            cfg = dict(evaluator)
+            cfg.setdefault("type", "Evaluator")
+            return build_from_cfg(cfg, EVALUATOR, key=key)
+        return Evaluator(evaluator)
+
+    def build_optim_wrapper(self, optim_wrapper: Any):
+        from ..optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
+
+        if isinstance(optim_wrapper, (OptimWrapper, OptimWrapperDict)):
+            return optim_wrapper
+        return build_optim_wrapper(self.model, optim_wrapper)
+
+    def build_param_scheduler(self, scheduler: Any):
+        return build.build_param_schedulers(scheduler, self.optim_wrapper, self)
+
+    def _build_loop(self, loop: Any, default_type: str, key: str, **kwargs):
+        if not isinstance(loop, Mapping):
+            return loop
+        cfg = dict(loop)
+        if "type" not in cfg:
+            cfg["type"] = default_type
+        return build_from_cfg(cfg, LOOPS, dict(runner=self, **kwargs), key=key)
+
+    def build_train_loop(self, loop: Any):
+        if not isinstance(loop, Mapping):
+            return loop
+        cfg = dict(loop)
+        if "type" not in cfg:
+            by_epoch = cfg.pop("by_epoch", True)
+            cfg["type"] = "EpochBasedTrainLoop" if by_epoch else "IterBasedTrainLoop"
+        elif "by_epoch" in cfg:
+            cfg.pop("by_epoch")
+        return self._build_loop(cfg, "EpochBasedTrainLoop", "train_cfg",
+                                dataloader=self._train_dataloader)
+
+    def build_val_loop(self, loop: Any):
+        return self._build_loop(loop, "ValLoop", "val_cfg", dataloader=self._val_dataloader,
+                                evaluator=self._val_evaluator)
+
+    def build_test_loop(self, loop: Any):
+        return self._build_loop(loop, "TestLoop", "test_cfg", dataloader=self._test_dataloader,
+                                evaluator=self._test_evaluator)
+
+    # ---- running ------------------------------------------------------------------------
+    def train(self) -> nn.Module:
+        """Train (validating as ``train_cfg`` says); returns the trained model."""
+        if self._train_loop is None:
+            raise RuntimeError("train() needs train_dataloader, train_cfg and optim_wrapper")
+        inner = unwrap_model(self.model)
+        if not hasattr(inner, "train_step"):
+            raise TypeError(f"{type(inner).__name__} has no train_step; derive it from "
+                            "raytrainer.model.BaseModel")
+        self._train_loop = self.build_train_loop(self._train_loop)
+        self.optim_wrapper = self.build_optim_wrapper(self.optim_wrapper)
+        self.lr_scale_factor = build.scale_lr(self, self.optim_wrapper, self.auto_scale_lr)
+        if self.param_schedulers is not None:
+            self.param_schedulers = self.build_param_scheduler(self.param_schedulers)
+        if self._val_loop is not None:
+            self._val_loop = self.build_val_loop(self._val_loop)
+        self.call_hook("before_run")
+        self._init_model_weights()
+        self.load_or_resume()
+        self.optim_wrapper.initialize_count_status(self.model, self._train_loop.iter,
+                                                   self._train_loop.max_iters)
+        model = self.train_loop.run()
+        self.call_hook("after_run")
+        return model
+
+    def val(self) -> dict:
+        """Validate once; returns the metrics."""
+        if self._val_loop is None:
+            raise RuntimeError("val() needs val_dataloader, val_cfg and val_evaluator")
+        self._val_loop = self.build_val_loop(self._val_loop)
+        self.call_hook("before_run")
+        self.load_or_resume()
+        metrics = self.val_loop.run()
+        self.call_hook("after_run")
+        return metrics
+
+    def test(self) -> dict:
+        """Test once; returns the metrics."""
+        if self._test_loop is None:
+            raise RuntimeError("test() needs test_dataloader, test_cfg and test_evaluator")
+        self._test_loop = self.build_test_loop(self._test_loop)
+        self.call_hook("before_run")
+        self.load_or_resume()
+        metrics = self.test_loop.run()
+        self.call_hook("after_run")
+        return metrics
+
+    def _init_model_weights(self) -> None:
+        model = unwrap_model(self.model)
+        if hasattr(model, "init_weights"):
+            model.init_weights()
+
+    # ---- hooks --------------------------------------------------------------------------
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        """Call ``fn_name`` on every hook that implements it, in priority order."""
+        hooks = self._hook_table.get(fn_name)
+        if hooks is None:
+            if not hasattr(Hook, fn_name):
+                raise AttributeError(f"{fn_name!r} is not a hook point")
+            hooks = self._hook_table[fn_name] = [
+                getattr(h, fn_name) for h in self._hooks if fn_name in h.get_triggered_stages()]
+        for method in hooks:
+            method(self, **kwargs)
+
+    def register_hook(self, hook: Hook | dict, priority: int | str | None = None) -> None:
+        """Insert a hook after every registered hook of the same or higher priority."""
+        key = f"custom_hooks.{type(hook).__name__}" if not isinstance(hook, Mapping) else \
+            f"custom_hooks.{hook.get('type')}"
+        built, cfg_priority = build.build_hook(hook, key)
+        if not isinstance(built, Hook):
+            raise TypeError(f"{type(built).__name__} is not a raytrainer.hooks.Hook")
+        chosen = priority if priority is not None else cfg_priority
+        if chosen is not None:
+            built.priority = chosen
+        value = get_priority(built.priority)
+        index = 0
+        for i in range(len(self._hooks) - 1, -1, -1):
+            if value >= get_priority(self._hooks[i].priority):
+                index = i + 1
+                break
+        self._hooks.insert(index, built)
+        self._hook_table.clear()
+
+    def register_default_hooks(self, hooks: dict | None = None) -> None:
+        for name, hook in build.merge_default_hooks(hooks).items():
+            if isinstance(hook, Mapping):
+                built, priority = build.build_hook(hook, f"default_hooks.{name}")
+                self.register_hook(built, priority)
+            else:
+                self.register_hook(hook)
+
+    def register_custom_hooks(self, hooks: list | None) -> None:
+        for hook in hooks or []:
+            self.register_hook(hook)
+
+    def register_hooks(self, default_hooks: dict | None = None,
+                       custom_hooks: list | None = None) -> None:
+        self.register_default_hooks(default_hooks)
+        self.register_custom_hooks(custom_hooks)
+
+    def get_hooks_info(self) -> str:
+        lines = []
+        for stage in Hook.stages:
+            names = [f"({get_priority(h.priority):<3}) {type(h).__name__}" for h in self._hooks
+                     if stage in h.get_triggered_stages()]
+            if names:
+                lines.append(f"{stage}:\n  " + "\n  ".join(names))
+        return "\n".join(lines)
+
+
+def storage_is_url(location: Any) -> bool:
+    return store.is_url(str(location))
+
+
+def _set_storage(options: dict) -> None:
+    # ``storage=dict(s3=dict(endpoint_url=..))`` sets per-protocol options; flat keys apply to
+    # every remote protocol.
+    per_protocol = {k: v for k, v in options.items() if isinstance(v, Mapping)}
+    flat = {k: v for k, v in options.items() if not isinstance(v, Mapping)}
+    if flat:
+        store.set_storage_options(flat)
+    for protocol, values in per_protocol.items():
+        store.set_storage_options(dict(values), protocol)
+

@@ -1,0 +1,5 @@
+"""Strategies: device placement, model wrapping and state-dict handling per process."""
+from .base import BaseStrategy
+from .single_device import SingleDeviceStrategy
+
+__all__ = ["BaseStrategy", "SingleDeviceStrategy"]
