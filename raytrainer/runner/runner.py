@@ -366,7 +366,7 @@ class Runner(CheckpointIO):
             return visualizer
         cfg = dict(visualizer)
         cfg.setdefault("name", self._experiment_name)
-        cfg.setdefault("save_dir", store.join(self._log_dir, "vis_data"))
+        cfg.setdefault("save_dir", self._log_dir)
         return build_from_cfg(cfg, VISUALIZERS, key="visualizer")
 
     def dump_config(self) -> None:

@@ -1,0 +1,5 @@
+"""Visualization: the Visualizer and the backends that store scalars and the config."""
+from .vis_backend import BaseVisBackend, LocalVisBackend, TensorboardVisBackend
+from .visualizer import Visualizer
+
+__all__ = ["BaseVisBackend", "LocalVisBackend", "TensorboardVisBackend", "Visualizer"]
