@@ -256,7 +256,17 @@ OPTIMIZERS = Registry("optimizer", locations=["raytrainer.optim"])
 OPTIM_WRAPPERS = Registry("optim wrapper", locations=["raytrainer.optim"])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry("optimizer wrapper constructor",
                                       locations=["raytrainer.optim"])
-PARAM_SCHEDULERS = Registry("parameter scheduler", locations=["raytrainer.optim"])
+
+
+def _build_param_scheduler(cfg, registry, default_args=None, key=None):
+    # Schedulers understand ``convert_to_iter_based``/``epoch_length`` (MMEngine's contract).
+    from .optim.scheduler.builder import build_param_scheduler_from_cfg
+
+    return build_param_scheduler_from_cfg(cfg, registry, default_args, key=key)
+
+
+PARAM_SCHEDULERS = Registry("parameter scheduler", build_func=_build_param_scheduler,
+                            locations=["raytrainer.optim"])
 HOOKS = Registry("hook", locations=["raytrainer.hooks"])
 LOOPS = Registry("loop", locations=["raytrainer.runner"])
 RUNNERS = Registry("runner", locations=["raytrainer.runner"])

@@ -22,9 +22,10 @@ class Priority(IntEnum):
 
 
 def get_priority(priority: int | str | Priority) -> int:
-    """Turn a priority given as a number (0-100), a name (``'NORMAL'``) or a Priority into an int."""
+    """Turn a priority (a number 0-100, a name like ``'NORMAL'``, or a Priority) into an int."""
     if isinstance(priority, bool):
-        raise TypeError(f"priority must be an int, a Priority name or a Priority, got {priority!r}")
+        raise TypeError(f"priority must be an int, a Priority name or a Priority, got "
+                        f"{priority!r}")
     if isinstance(priority, int):
         if not 0 <= priority <= 100:
             raise ValueError(f"priority must be between 0 and 100, got {priority}")

@@ -67,7 +67,7 @@ class HistoryBuffer:
         return self._log_history[-1]
 
     def statistics(self, method_name: str, *args, **kwargs):
-        """Call ``mean``/``max``/``min``/``current`` by name (as the log processor's config does)."""
+        """Call ``mean``/``max``/``min``/``current`` by name (as log processor configs do)."""
         if method_name not in ("mean", "max", "min", "current"):
             raise KeyError(f"unknown statistics method {method_name!r}; expected one of "
                            "'mean', 'max', 'min', 'current'")

@@ -15,7 +15,8 @@ from .history_buffer import HistoryBuffer
 def _scalar(key: str, value: Any) -> int | float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"scalar '{key}' must hold one element, got shape {tuple(value.shape)}")
+            raise ValueError(f"scalar '{key}' must hold one element, got shape "
+                             f"{tuple(value.shape)}")
         return value.item()
     if isinstance(value, np.ndarray):
         if value.size != 1:

@@ -1,10 +1,11 @@
 """Models: BaseModel (the step contract), data preprocessors, weight init, wrappers."""
 from . import weight_init  # noqa: F401  (registers the initialisers)
 from .base_model import BaseModel
-from .classifier import MLPClassifier
 from .base_module import BaseModule, ModuleDict, ModuleList, Sequential
+from .classifier import MLPClassifier
 from .data_preprocessor import BaseDataPreprocessor, ImgDataPreprocessor
 from .wrappers import is_model_wrapper, unwrap_model
 
 __all__ = ["BaseModel", "BaseModule", "ModuleDict", "ModuleList", "Sequential",
-           "BaseDataPreprocessor", "ImgDataPreprocessor", "is_model_wrapper", "unwrap_model", "MLPClassifier"]
+           "BaseDataPreprocessor", "ImgDataPreprocessor", "is_model_wrapper", "unwrap_model",
+           "MLPClassifier"]

@@ -42,39 +42,20 @@ def _scheduler_list(cfg: Any, optim_wrapper, key: str, runner) -> list:
     items = cfg if isinstance(cfg, Sequence) and not isinstance(cfg, Mapping) else [cfg]
     built = []
     for i, item in enumerate(items):
-        item_key = f"{key}.{i}" if len(items) > 1 else key
         if not isinstance(item, Mapping):
             built.append(item)
             continue
         args = dict(item)
-        by_epoch = args.get("by_epoch", True)
         loop = runner.train_loop_or_none
         if loop is not None:
-            args.setdefault("end", loop.max_epochs if by_epoch else loop.max_iters)
-        if args.pop("convert_to_iter_based", False):
-            built.append(_build_iter_from_epoch(args, optim_wrapper, runner, item_key))
-        else:
-            built.append(build_from_cfg(args, PARAM_SCHEDULERS, dict(optimizer=optim_wrapper),
-                                        key=item_key))
+            args.setdefault("end", loop.max_epochs if args.get("by_epoch", True)
+                            else loop.max_iters)
+        defaults = dict(optimizer=optim_wrapper)
+        if loop is not None:
+            defaults["epoch_length"] = len(loop.dataloader)
+        built.append(PARAM_SCHEDULERS.build_func(
+            args, PARAM_SCHEDULERS, defaults, key=f"{key}.{i}" if len(items) > 1 else key))
     return built
-
-
-def _build_iter_from_epoch(args: dict, optim_wrapper, runner, key: str):
-    sched_type = args.pop("type", None)
-    cls = PARAM_SCHEDULERS.get(sched_type) if isinstance(sched_type, str) else sched_type
-    if cls is None:
-        raise KeyError(f"'{key}.type': {sched_type!r} is not registered in the parameter "
-                       "scheduler registry")
-    if not hasattr(cls, "build_iter_from_epoch"):
-        raise TypeError(f"'{key}': {cls.__name__} cannot convert_to_iter_based")
-    epoch_length = len(runner.train_dataloader)
-    try:
-        return cls.build_iter_from_epoch(optimizer=optim_wrapper, epoch_length=epoch_length,
-                                         **args)
-    except Exception as exc:
-        exc.add_note(f"raised while building parameter scheduler '{cls.__name__}' from config "
-                     f"key '{key}' (convert_to_iter_based)")
-        raise
 
 
 def build_param_schedulers(cfg: Any, optim_wrapper, runner) -> list | dict:

@@ -18,15 +18,23 @@ from torch.utils.data import DataLoader
 
 from .. import dist
 from .. import storage as store
-from ..config import Config
+from ..config import Config, ConfigError
 from ..dataset.builder import build_dataloader
 from ..evaluator import Evaluator
 from ..hooks.hook import Hook, get_priority
 from ..logging import MessageHub, MMLogger
 from ..model.wrappers import unwrap_model
 from ..registry import (
-    EVALUATOR, LOG_PROCESSORS, LOOPS, MODELS, RUNNERS, STRATEGIES, VISUALIZERS, build_from_cfg,
-    import_modules_from_strings)
+    EVALUATOR,
+    LOG_PROCESSORS,
+    LOOPS,
+    MODELS,
+    RUNNERS,
+    STRATEGIES,
+    VISUALIZERS,
+    build_from_cfg,
+    import_modules_from_strings,
+)
 from ..utils.randomness import draw_seed, set_random_seed
 from . import build
 from .checkpoint_io import CheckpointIO
@@ -377,7 +385,11 @@ class Runner(CheckpointIO):
             f"{self._timestamp}.py"
         if not name.endswith((".py", ".json", ".yaml", ".yml")):
             name += ".py"
-        self.cfg.dump(store.join(self._work_dir, name))
+        location = store.join(self._work_dir, name)
+        try:
+            self.cfg.dump(location)
+        except ConfigError as exc:  # a value that cannot be written must not stop training
+            self.logger.warning(f"config not dumped to {location}: {exc}")
 
     # ---- building -----------------------------------------------------------------------
     def build_model(self, model: nn.Module | dict) -> nn.Module:
