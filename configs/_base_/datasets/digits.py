@@ -1,4 +1,4 @@
-# scikit-learn's bundled handwritten digits: 1,437 train / 360 val images of 8x8 pixels.
+# scikit-learn's bundled handwritten digits: 1,438 train / 359 val images of 8x8 pixels.
 train_dataloader = dict(
     batch_size=32,
     num_workers=0,
