@@ -1,5 +1,11 @@
 """Models: BaseModel (the step contract), data preprocessors, weight init, wrappers."""
 from . import weight_init  # noqa: F401  (registers the initialisers)
+from .averaged_model import (
+    BaseAveragedModel,
+    ExponentialMovingAverage,
+    MomentumAnnealingEMA,
+    StochasticWeightAverage,
+)
 from .base_model import BaseModel
 from .base_module import BaseModule, ModuleDict, ModuleList, Sequential
 from .classifier import MLPClassifier
@@ -8,4 +14,5 @@ from .wrappers import is_model_wrapper, unwrap_model
 
 __all__ = ["BaseModel", "BaseModule", "ModuleDict", "ModuleList", "Sequential",
            "BaseDataPreprocessor", "ImgDataPreprocessor", "is_model_wrapper", "unwrap_model",
-           "MLPClassifier"]
+           "MLPClassifier", "BaseAveragedModel", "ExponentialMovingAverage",
+           "MomentumAnnealingEMA", "StochasticWeightAverage"]
