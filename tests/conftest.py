@@ -1,19 +1,23 @@
 """Session-wide test fixtures."""
 from __future__ import annotations
 
+import json
+import logging
+import os
+import uuid
+
 import pytest
 
 from raytrainer.logging import MessageHub, MMLogger
 from raytrainer.visualization import Visualizer
 
 
-@pytest.fixture(autouse=True)
-def _forget_global_instances():
-    """Drop loggers, message hubs and visualizers a test created, so none leaks into the next
-    test (a leaked 'current' logger would swallow another test's printed warnings)."""
-    before = {cls: (dict(cls._instances), cls._current)
-              for cls in (MMLogger, MessageHub, Visualizer)}
-    yield
+def _snapshot() -> dict:
+    return {cls: (dict(cls._instances), cls._current)
+            for cls in (MMLogger, MessageHub, Visualizer)}
+
+
+def _forget_new_instances(before: dict) -> None:
     for cls, (instances, current) in before.items():
         for name in list(cls._instances):
             if name not in instances:
@@ -22,3 +26,122 @@ def _forget_global_instances():
                     created.close()
                 cls.drop_instance(name)
         cls._current = current if current in cls._instances else None
+
+
+@pytest.fixture(autouse=True)
+def _forget_global_instances():
+    """Drop loggers, message hubs and visualizers a test created, so none leaks into the next
+    test (a leaked 'current' logger would swallow another test's printed warnings)."""
+    before = _snapshot()
+    yield
+    _forget_new_instances(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_module_instances():
+    """The same for instances made by module-scoped fixtures (a shared trained runner)."""
+    before = _snapshot()
+    yield
+    _forget_new_instances(before)
+
+
+# --------------------------------------------------------------------------- storage backends
+# S3 is a real S3 endpoint on loopback (moto's server), reached through s3fs with endpoint_url:
+# nothing in s3fs, botocore or fsspec is mocked.
+
+_FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # never read a developer's real ~/.aws files in tests
+    "AWS_CONFIG_FILE": os.path.join(os.path.dirname(__file__), "no-such-aws-config"),
+    "AWS_SHARED_CREDENTIALS_FILE": os.path.join(os.path.dirname(__file__), "no-such-aws-creds"),
+}
+_UNSET_AWS_ENV = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 (a free port) for the whole session; yields its URL.
+
+    Fake AWS credentials are in the environment while it runs (subprocesses inherit them);
+    the previous environment is restored at the end of the session.
+    """
+    from moto.server import ThreadedMotoServer
+
+    names = (*_FAKE_AWS_ENV, *_UNSET_AWS_ENV)
+    saved = {name: os.environ.get(name) for name in names}
+    for name in _UNSET_AWS_ENV:
+        os.environ.pop(name, None)
+    os.environ.update(_FAKE_AWS_ENV)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def _s3_admin(s3_server):
+    """An s3fs client of the test server for the fixtures' own requests (creating buckets)."""
+    import s3fs
+
+    return s3fs.S3FileSystem(endpoint_url=s3_server, skip_instance_cache=True)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, _s3_admin, monkeypatch):
+    """A fresh bucket on the test S3 server; yields ``'s3://<bucket>'``.
+
+    ``storage`` is pointed at the server (``set_storage_options`` and, for subprocesses,
+    ``RAYTRAINER_STORAGE_OPTIONS``); afterwards the options are reset and s3fs's instance cache
+    is cleared. The bucket stays until the server stops: loggers a test leaves open upload
+    their last lines when the autouse fixture closes them, after this teardown.
+    """
+    import s3fs
+
+    from raytrainer import storage
+
+    bucket = f"raytrainer-test-{uuid.uuid4().hex[:16]}"
+    _s3_admin.mkdir(bucket)
+    monkeypatch.setenv(storage.ENV_VAR, json.dumps({"s3": {"endpoint_url": s3_server}}))
+    storage.set_storage_options({"endpoint_url": s3_server}, protocol="s3")
+    try:
+        yield f"s3://{bucket}"
+    finally:
+        storage.reset_storage_options()
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def memory_root():
+    """A fresh ``memory://`` root, removed afterwards."""
+    import fsspec
+
+    root = f"memory://raytrainer-tests/{uuid.uuid4().hex}"
+    yield root
+    fs = fsspec.filesystem("memory")
+    path = fs._strip_protocol(root)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def storage_root(request, tmp_path):
+    """A root location on each storage backend in turn: local disk, ``memory://`` and S3."""
+    if request.param == "local":
+        yield str(tmp_path / "storage-root")
+    elif request.param == "memory":
+        yield request.getfixturevalue("memory_root")
+    else:
+        yield request.getfixturevalue("s3_bucket")
