@@ -41,6 +41,9 @@ class CheckpointHook(Hook):
         greater_keys, less_keys: Names used to infer ``rule``.
         filename_tmpl: Name template, ``'epoch_{}'``/``'iter_{}'`` by default.
         save_begin: First epoch/iteration at which interval saving starts.
+        async_save: Block training only while the state is copied to CPU memory and write
+            the checkpoint on a background thread (one write in flight at a time; a failed
+            write is raised at the next save or at the end of training).
     """
 
     priority = "VERY_LOW"
@@ -53,7 +56,7 @@ class CheckpointHook(Hook):
                  greater_keys: Sequence[str] | None = None,
                  less_keys: Sequence[str] | None = None, file_client_args=None,
                  filename_tmpl: str | None = None, backend_args=None,
-                 published_keys=None, save_begin: int = 0):
+                 published_keys=None, save_begin: int = 0, async_save: bool = False):
         if max_keep_ckpts == 0 or max_keep_ckpts < -1:
             raise ValueError(f"CheckpointHook: max_keep_ckpts must be -1 or positive, got "
                              f"{max_keep_ckpts}")
@@ -65,6 +68,7 @@ class CheckpointHook(Hook):
         self.max_keep_ckpts = max_keep_ckpts
         self.save_last = save_last
         self.save_begin = save_begin
+        self.async_save = async_save
         self.filename_tmpl = filename_tmpl or ("epoch_{}" if by_epoch else "iter_{}")
         self.greater_keys = tuple(greater_keys or _GREATER_KEYS)
         self.less_keys = tuple(less_keys or _LESS_KEYS)
@@ -110,7 +114,12 @@ class CheckpointHook(Hook):
         return self._root
 
     def before_train(self, runner) -> None:
-        runner.logger.info(f"checkpoints will be saved to {self.checkpoint_dir(runner)}")
+        mode = "in the background" if self.async_save else "synchronously"
+        runner.logger.info(f"checkpoints will be saved {mode} to "
+                           f"{storage.describe(self.checkpoint_dir(runner))}")
+
+    def after_train(self, runner) -> None:
+        runner.wait_for_checkpoint()  # a failed background save fails the run
 
     def after_train_epoch(self, runner) -> None:
         if not self.by_epoch:
@@ -131,30 +140,29 @@ class CheckpointHook(Hook):
             return
         self._save_best(runner, metrics)
 
-    def _write(self, runner, name: str) -> str:
-        root = self.checkpoint_dir(runner)
-        location = storage.join(root, name)
-        if runner.rank == 0 and ckpt.is_committed(location):
-            # Same name from an earlier run in this work_dir (not a resume of it).
-            runner.logger.warning(f"replacing the existing checkpoint {location}")
-            ckpt.delete_checkpoint(location)
-        return runner.save_checkpoint(root, name, save_optimizer=self.save_optimizer,
+    def _write(self, runner, name: str, on_committed=None) -> str:
+        return runner.save_checkpoint(self.checkpoint_dir(runner), name,
+                                      save_optimizer=self.save_optimizer,
                                       save_param_scheduler=self.save_param_scheduler,
-                                      by_epoch=self.by_epoch)
+                                      by_epoch=self.by_epoch, asynchronous=self.async_save,
+                                      on_committed=on_committed)
 
     def _save(self, runner, name: str) -> str:
-        location = self._write(runner, name)
+        def committed(location: str) -> None:
+            runner.logger.info(f"saved checkpoint {storage.describe(location)}")
+            if self.max_keep_ckpts > 0:
+                self._prune(runner, self.checkpoint_dir(runner))
+
+        location = self._write(runner, name, committed)
         runner.message_hub.update_info("last_ckpt", location)
-        runner.logger.info(f"saved checkpoint {location}")
-        if runner.rank == 0 and self.max_keep_ckpts > 0:
-            self._prune(runner, self.checkpoint_dir(runner))
         return location
 
     def _prune(self, runner, root: str) -> None:
-        committed = ckpt.list_checkpoints(root)
+        committed = ckpt.list_checkpoints(root, warn=False)
         for old in committed[:-self.max_keep_ckpts]:
             ckpt.delete_checkpoint(old)
-            runner.logger.info(f"max_keep_ckpts={self.max_keep_ckpts}: removed {old}")
+            runner.logger.info(f"max_keep_ckpts={self.max_keep_ckpts}: removed "
+                               f"{storage.describe(old)}")
 
     def _save_best(self, runner, metrics: dict) -> None:
         hub = runner.message_hub
@@ -178,9 +186,13 @@ class CheckpointHook(Hook):
                 continue
             previous = hub.get_info(path_key)
             name = f"best_{key}_{self.filename_tmpl.format(progress)}".replace("/", "_")
-            location = self._write(runner, name)
+
+            def committed(location: str, previous=previous, key=key, score=score) -> None:
+                runner.logger.info(f"best {key} = {score:.4f}: saved "
+                                   f"{storage.describe(location)}")
+                # The old best goes only once the new one is committed.
+                if previous and previous != location:
+                    ckpt.delete_checkpoint(previous)
+
             hub.update_info(score_key, score)
-            hub.update_info(path_key, location)
-            runner.logger.info(f"best {key} = {score:.4f}: saved {location}")
-            if previous and previous != location and runner.rank == 0:
-                ckpt.delete_checkpoint(previous)
+            hub.update_info(path_key, self._write(runner, name, committed))

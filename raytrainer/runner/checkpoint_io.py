@@ -3,20 +3,21 @@
 ``CheckpointIO`` is mixed into the Runner. It gathers the state (model, optimizer, schedulers,
 loop position, sampler, RNG, message hub, seed) into a checkpoint dict in MMEngine's shape
 (``meta``, ``state_dict``, ``optimizer``, ``param_schedulers``, ``message_hub`` ...) so that
-hooks see what they expect, and hands it to ``checkpoint.py`` for storage.
+hooks see what they expect, hands it to ``checkpoint.py`` for storage (directly, or on a
+background thread), and restores it on resume.
 """
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from .. import __version__, storage
-from ..model.wrappers import unwrap_model
 from . import checkpoint as ckpt
+from .async_checkpoint import AsyncCheckpointer, copy_to_cpu
 from .loops import find_sampler
 from .rng_state import get_rng_state, set_rng_state
 
@@ -28,8 +29,18 @@ def _revise_keys(state: dict, revise_keys: Sequence[tuple[str, str]]) -> dict:
     return state
 
 
+def _unbuilt(schedulers: Any) -> bool:
+    if isinstance(schedulers, dict):
+        return "type" in schedulers or any(_unbuilt(v) for v in schedulers.values())
+    if isinstance(schedulers, list):
+        return any(isinstance(s, dict) for s in schedulers)
+    return False
+
+
 class CheckpointIO:
     """Save/load/resume methods of the Runner (MMEngine's names and arguments)."""
+
+    _async_checkpointer: AsyncCheckpointer | None = None
 
     @property
     def checkpoint_dir(self) -> str:
@@ -40,6 +51,7 @@ class CheckpointIO:
                 return location(self) if callable(location) else location
         return storage.join(self.work_dir, "checkpoints")
 
+    # ---- saving -------------------------------------------------------------------------
     def _checkpoint_meta(self, by_epoch: bool, meta: dict | None) -> dict:
         loop = self.train_loop_or_none
         progress = loop.state_dict() if loop is not None else \
@@ -66,7 +78,7 @@ class CheckpointIO:
             "meta": self._checkpoint_meta(by_epoch, meta),
             "state_dict": self.strategy.model_state_dict(self.model),
             "message_hub": self.message_hub.state_dict(),
-            "rng": get_rng_state(),
+            ckpt.RANK_STATE_KEY: {"rng": get_rng_state(), "rank": self.rank},
         }
         loop = self.train_loop_or_none
         if loop is not None:
@@ -75,7 +87,7 @@ class CheckpointIO:
             if hasattr(sampler, "state_dict"):
                 checkpoint["sampler"] = sampler.state_dict()
         if save_optimizer and self.optim_wrapper is not None and \
-                not isinstance(self.optim_wrapper, dict):
+                hasattr(self.optim_wrapper, "state_dict"):
             checkpoint["optimizer"] = self.strategy.optim_state_dict(self.optim_wrapper)
         if save_param_scheduler and self.param_schedulers is not None and \
                 not _unbuilt(self.param_schedulers):
@@ -89,51 +101,102 @@ class CheckpointIO:
 
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args=None,
                         save_optimizer: bool = True, save_param_scheduler: bool = True,
-                        meta: dict | None = None, by_epoch: bool = True,
-                        backend_args=None) -> str:
+                        meta: dict | None = None, by_epoch: bool = True, backend_args=None,
+                        asynchronous: bool = False,
+                        on_committed: Callable[[str], None] | None = None) -> str:
         """Save the training state as checkpoint ``filename`` under ``out_dir``.
+
+        Every rank calls this. Rank 0 writes the shared files and commits once every rank has
+        written its own; an existing checkpoint of the same name is replaced.
+
+        Args:
+            asynchronous: Return as soon as the state is copied to CPU memory and write it on a
+                background thread (at most one write in flight; a failure is raised by the next
+                save or by ``wait_for_checkpoint``).
+            on_committed: Called with the location on rank 0 once the checkpoint is committed.
 
         Returns:
             The checkpoint's location.
         """
+        location = storage.join(str(out_dir), filename)
+        if asynchronous:
+            self._checkpointer().wait()  # at most one write in flight; surface its failure
         checkpoint = self.checkpoint_state(save_optimizer, save_param_scheduler, meta, by_epoch)
         self.call_hook("before_save_checkpoint", checkpoint=checkpoint)
-        location = storage.join(str(out_dir), filename)
-        if self.rank == 0:
-            ckpt.save_checkpoint(location, checkpoint)
-        self.strategy.barrier()
+        if self.rank == 0 and storage.exists(location):
+            self.logger.warning(f"replacing {storage.describe(location)}")
+            ckpt.delete_checkpoint(location)
+        self.strategy.barrier()  # no rank writes before a stale directory is gone
+        rank, world = self.rank, self.world_size
+
+        def write(state=checkpoint):
+            ckpt.write_rank_files(location, state, rank)
+            if rank == 0:
+                ckpt.commit(location, world)
+                if on_committed is not None:
+                    on_committed(location)
+
+        if asynchronous:
+            snapshot = copy_to_cpu(checkpoint)
+            self._checkpointer().submit(lambda: write(snapshot), storage.describe(location))
+        else:
+            write()
+            self.strategy.barrier()
         return location
 
+    def _checkpointer(self) -> AsyncCheckpointer:
+        if self._async_checkpointer is None:
+            self._async_checkpointer = AsyncCheckpointer()
+        return self._async_checkpointer
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait for a background checkpoint write; raise if it failed."""
+        if self._async_checkpointer is not None:
+            self._async_checkpointer.wait()
+
+    # ---- loading ------------------------------------------------------------------------
     def load_checkpoint(self, filename: str, map_location: str | torch.device = "cpu",
                         strict: bool = False,
-                        revise_keys: Sequence[tuple[str, str]] = ((r"^module\.", ""),)) -> dict:
-        """Load model weights from a checkpoint (ours, an MMEngine ``.pth``, or a state dict)."""
-        checkpoint = ckpt.load_checkpoint(filename, map_location=map_location)
+                        revise_keys: Sequence[tuple[str, str]] = ((r"^module\.", ""),),
+                        weights_only: bool = True) -> dict:
+        """Load model weights from a checkpoint (ours, an MMEngine ``.pth``, or a state dict).
+
+        Returns:
+            The checkpoint dict (only ``meta`` and the weights unless ``weights_only=False``).
+        """
+        checkpoint = ckpt.load_checkpoint(filename, map_location=map_location, rank=self.rank,
+                                          weights_only=weights_only)
+        # Hooks see (and may adapt) the checkpoint before anything is loaded from it.
+        self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
         if "state_dict" not in checkpoint:
-            raise ckpt.CheckpointError(f"{filename} holds no model weights ('state_dict'); keys: "
-                                       f"{sorted(checkpoint)}")
+            raise ckpt.CheckpointError(f"{storage.describe(filename)} holds no model weights "
+                                       f"('state_dict'); keys: {sorted(checkpoint)}")
         state = _revise_keys(checkpoint["state_dict"], revise_keys)
         result = self.strategy.load_model_state_dict(self.model, state, strict=strict)
         missing = list(getattr(result, "missing_keys", []))
         unexpected = list(getattr(result, "unexpected_keys", []))
         if missing or unexpected:
-            self.logger.warning(f"weights from {filename}: missing keys {missing}, unexpected "
-                                f"keys {unexpected}")
-        self.logger.info(f"loaded weights from {filename}")
+            self.logger.warning(f"weights from {storage.describe(filename)}: missing keys "
+                                f"{missing}, unexpected keys {unexpected}")
+        self.logger.info(f"loaded weights from {storage.describe(filename)}")
         return checkpoint
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location: str = "default") -> None:
         """Restore the complete training state from a checkpoint and continue from it."""
-        checkpoint = self.load_checkpoint(filename, map_location="cpu", strict=True)
+        checkpoint = self.load_checkpoint(filename, strict=True, weights_only=False)
+        self.resumed_from = str(filename)
         if self._train_loop is None:
             return  # val/test runs need the weights only
         meta = checkpoint.get("meta", {})
         saved_world = meta.get("world_size", self.world_size)
         if saved_world != self.world_size:
-            self.logger.warning(f"{filename} was saved with {saved_world} ranks, this run has "
-                                f"{self.world_size}: data order after resume differs from an "
-                                "uninterrupted run")
+            self.logger.warning(f"{storage.describe(filename)} was saved by {saved_world} ranks, "
+                                f"this run has {self.world_size}: the data order after resuming "
+                                "differs from an uninterrupted run")
+        if meta.get("seed") is not None and meta["seed"] != self.seed:
+            self.logger.warning(f"the checkpoint's seed {meta['seed']} differs from this run's "
+                                f"seed {self.seed}; continuing with the checkpoint's RNG states")
         loop = self.train_loop
         loop.load_state_dict(checkpoint.get("loop") or {
             "epoch": meta.get("epoch", 0), "iter": meta.get("iter", 0), "inner_iter": 0})
@@ -148,24 +211,50 @@ class CheckpointIO:
         if resume_param_scheduler and "param_schedulers" in checkpoint and \
                 self.param_schedulers is not None:
             self._load_scheduler_states(checkpoint["param_schedulers"])
-        if "rng" in checkpoint:
-            set_rng_state(checkpoint["rng"])
-        self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
-        self.resumed_from = str(filename)
-        self.logger.info(f"resumed from {filename} at epoch {loop.epoch}, iter {loop.iter}")
+        rank_state = checkpoint.get(ckpt.RANK_STATE_KEY, {})
+        if "rng" in rank_state:
+            set_rng_state(rank_state["rng"])
+        else:
+            self.logger.warning(f"{storage.describe(filename)} has no RNG state for rank "
+                                f"{self.rank}; random numbers after resuming differ")
+        self.logger.info(f"resumed from {storage.describe(filename)} at epoch {loop.epoch}, "
+                         f"iter {loop.iter}")
 
     def _load_scheduler_states(self, states: Any) -> None:
         if isinstance(self.param_schedulers, dict):
             for name, group in self.param_schedulers.items():
                 for scheduler, state in zip(group, states[name]):
                     scheduler.load_state_dict(state)
-        else:
-            if len(states) != len(self.param_schedulers):
-                raise ckpt.CheckpointError(
-                    f"the checkpoint has {len(states)} parameter schedulers, the config "
-                    f"builds {len(self.param_schedulers)}")
-            for scheduler, state in zip(self.param_schedulers, states):
-                scheduler.load_state_dict(state)
+            return
+        if len(states) != len(self.param_schedulers):
+            raise ckpt.CheckpointError(
+                f"the checkpoint has {len(states)} parameter schedulers, the config builds "
+                f"{len(self.param_schedulers)}")
+        for scheduler, state in zip(self.param_schedulers, states):
+            scheduler.load_state_dict(state)
+
+    def _resume_latest(self) -> None:
+        """Resume from the newest usable checkpoint, falling back past corrupt ones."""
+        root = self.checkpoint_dir
+        candidates = ckpt.list_checkpoints(root)
+        if not candidates:
+            self.logger.info(f"resume={self._resume!r}: no committed checkpoint in "
+                             f"{storage.describe(root)}; training from scratch")
+            return
+        failures = []
+        for location in reversed(candidates):
+            try:
+                self.logger.info(f"resume={self._resume!r}: resuming from "
+                                 f"{storage.describe(location)}, the newest committed checkpoint"
+                                 + (" that is readable" if failures else ""))
+                self.resume(location)
+                return
+            except ckpt.CheckpointError as exc:
+                failures.append(f"{storage.describe(location)}: {exc}")
+                self.logger.warning(f"skipping {storage.describe(location)}: {exc}")
+        raise ckpt.CheckpointError(
+            f"resume={self._resume!r}: no usable checkpoint in {storage.describe(root)} (nothing "
+            "was deleted); " + "; ".join(failures))
 
     def load_or_resume(self) -> None:
         """Resume (``resume=True``/``'auto'``/location) or load ``load_from``, once per run."""
@@ -174,29 +263,16 @@ class CheckpointIO:
         self._has_loaded = True
         resume = self._resume
         if resume in (True, "auto"):
-            target = self._load_from or ckpt.latest_checkpoint(self.checkpoint_dir)
-            if target is None:
-                self.logger.info(f"resume={resume!r}: no committed checkpoint in "
-                                 f"{self.checkpoint_dir}; training from scratch")
+            if self._load_from is not None:
+                self.logger.info(f"resume=True with load_from: resuming from "
+                                 f"{storage.describe(self._load_from)}")
+                self.resume(self._load_from)
             else:
-                self.logger.info(f"resume={resume!r}: resuming from {target}, the latest "
-                                 "committed checkpoint")
-                self.resume(target)
+                self._resume_latest()
             return
         if isinstance(resume, str) and resume:
-            self.logger.info(f"resume: resuming from {resume} as requested")
+            self.logger.info(f"resume: resuming from {storage.describe(resume)} as requested")
             self.resume(resume)
             return
         if self._load_from is not None:
             self.load_checkpoint(self._load_from)
-
-
-def _unbuilt(schedulers: Any) -> bool:
-    if isinstance(schedulers, dict):
-        return "type" in schedulers or any(_unbuilt(v) for v in schedulers.values())
-    if isinstance(schedulers, list):
-        return any(isinstance(s, dict) for s in schedulers)
-    return False
-
-
-__all__ = ["CheckpointIO", "unwrap_model"]

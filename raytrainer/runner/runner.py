@@ -115,10 +115,13 @@ class Runner(CheckpointIO):
                  randomness: dict | None = None, experiment_name: str | None = None,
                  cfg: Config | dict | None = None, strategy: Any = None,
                  timestamp: str | None = None, storage: dict | None = None):
-        self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(cfg or {})
+        cfg = cfg if isinstance(cfg, Config) else Config(cfg or {})
+        # Credentials in the config reach fsspec here and nowhere else: the runner's copy of the
+        # config (dumped, logged, stored in checkpoints) has them replaced by '***'.
+        self.cfg = Config(store.redact(cfg), filename=cfg.filename)
         self._storage_options = dict(storage or {})
         if self._storage_options:
-            _set_storage(self._storage_options)
+            store.set_storage_options(self._storage_options)
         self._work_dir = str(work_dir) if storage_is_url(work_dir) else \
             os.path.abspath(str(work_dir))
         _check_all_or_none(dict(zip(_TRAIN_KEYS, (train_dataloader, train_cfg, optim_wrapper))))
@@ -477,6 +480,7 @@ class Runner(CheckpointIO):
         self.optim_wrapper.initialize_count_status(self.model, self._train_loop.iter,
                                                    self._train_loop.max_iters)
         model = self.train_loop.run()
+        self.wait_for_checkpoint()
         self.call_hook("after_run")
         return model
 
@@ -567,15 +571,3 @@ class Runner(CheckpointIO):
 
 def storage_is_url(location: Any) -> bool:
     return store.is_url(str(location))
-
-
-def _set_storage(options: dict) -> None:
-    # ``storage=dict(s3=dict(endpoint_url=..))`` sets per-protocol options; flat keys apply to
-    # every remote protocol.
-    per_protocol = {k: v for k, v in options.items() if isinstance(v, Mapping)}
-    flat = {k: v for k, v in options.items() if not isinstance(v, Mapping)}
-    if flat:
-        store.set_storage_options(flat)
-    for protocol, values in per_protocol.items():
-        store.set_storage_options(dict(values), protocol)
-

@@ -1,0 +1,71 @@
+"""A run that dies and is resumed in a new process ends bitwise equal to one that never stopped.
+
+Each run is a fresh Python process (``train_script.py``). The interrupted run ends itself with
+``os._exit`` right after iteration 33, in the middle of an epoch (45 iterations per epoch) and
+13 iterations after its last checkpoint (``iter_20``). The model uses dropout and AdamW with a
+warm-up + cosine schedule, so the RNG states, optimizer moments, scheduler position, loop
+counters and sampler position must all come back exactly.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from raytrainer import storage
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "train_script.py")
+
+
+def _train(work_dir: str, loop: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, SCRIPT, work_dir, loop, *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _assert_same_training_state(a: dict, b: dict) -> None:
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for index, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][index][name]), (index, name)
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+
+
+def _straight_and_resumed(tmp_path, root: str, loop: str, *flags: str):
+    straight_out, resumed_out = tmp_path / "straight.pt", tmp_path / "resumed.pt"
+    done = _train(storage.join(root, "straight"), loop, "--out", str(straight_out), *flags)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    work_dir = storage.join(root, "interrupted")
+    crashed = _train(work_dir, loop, "--crash-at", "33", *flags)
+    assert crashed.returncode == 17, crashed.stderr[-3000:]
+    resumed = _train(work_dir, loop, "--resume", "--out", str(resumed_out), *flags)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return torch.load(straight_out, weights_only=True), \
+        torch.load(resumed_out, weights_only=True), resumed.stdout
+
+
+@pytest.mark.parametrize("loop", ["epoch", "iter"])
+def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, loop):
+    straight, resumed, log = _straight_and_resumed(tmp_path, str(tmp_path), loop)
+    assert resumed["resumed_from"].endswith("iter_20")
+    assert "resuming from" in log and "iter_20, the newest committed checkpoint" in log
+    _assert_same_training_state(straight, resumed)
+
+
+def test_async_saves_resume_exactly(tmp_path):
+    straight, resumed, _ = _straight_and_resumed(tmp_path, str(tmp_path), "epoch",
+                                                 "--async-save")
+    assert resumed["resumed_from"].endswith("iter_20")
+    _assert_same_training_state(straight, resumed)
+
+
+def test_resume_from_s3_storage(tmp_path, s3_bucket):
+    straight, resumed, _ = _straight_and_resumed(tmp_path, storage.join(s3_bucket, "runs"),
+                                                 "iter")
+    assert resumed["resumed_from"] == storage.join(s3_bucket, "runs", "interrupted",
+                                                   "checkpoints", "iter_20")
+    _assert_same_training_state(straight, resumed)
