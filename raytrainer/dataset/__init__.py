@@ -2,7 +2,8 @@
 from .builder import build_dataloader, worker_init_fn
 from .collate import default_collate, pseudo_collate
 from .digits import DigitsDataset
+from .npz import NpzDataset
 from .sampler import DefaultSampler, InfiniteSampler
 
 __all__ = ["DefaultSampler", "InfiniteSampler", "build_dataloader", "worker_init_fn",
-           "default_collate", "pseudo_collate", "DigitsDataset"]
+           "default_collate", "pseudo_collate", "DigitsDataset", "NpzDataset"]
