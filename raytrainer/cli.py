@@ -25,6 +25,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE",
                         help="override config keys, e.g. optim_wrapper.optimizer.lr=0.1 "
                              "train_cfg.max_epochs=5 'model.hidden_dims=[128,128]'")
+    parser.add_argument("--launcher", choices=("ray", "none"), default="ray",
+                        help="ray (default): one Runner per Ray Train worker, on a local Ray "
+                             "instance or the cluster given by --address/RAY_ADDRESS; none: "
+                             "one Runner in this process, without Ray")
+    parser.add_argument("--num-workers", type=int, metavar="N",
+                        help="number of Ray Train workers (ranks); overrides ray.num_workers")
+    parser.add_argument("--gpu", action="store_true",
+                        help="one GPU per worker (NCCL); sets ray.use_gpu=True")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="Ray cluster to join ('auto' for the local cluster started with "
+                             "`ray start`); default: RAY_ADDRESS, else a new local instance")
     parser.add_argument("--debug", action="store_true",
                         help="print the full traceback when the command fails")
 
@@ -35,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a config",
-                                description="Train a config in this process.")
+                                description="Train a config on Ray Train (or in this process "
+                                            "with --launcher none).")
     _add_common(train)
     train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                        help="resume: without a value from the latest committed checkpoint in "
@@ -99,25 +111,60 @@ def _print_metrics(title: str, metrics: dict | None) -> None:
     print(f"{title} {text}", flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run_in_process(args: argparse.Namespace, cfg: Config) -> dict | None:
     from .runner import Runner
 
-    cfg = load_config(args)
     runner = Runner.from_cfg(cfg)
     if args.command == "train":
         runner.train()
-        val_loop = runner.val_loop
-        _print_metrics("final val", getattr(val_loop, "last_metrics", None))
-    elif args.command == "val":
-        _print_metrics("val", runner.val())
+        return getattr(runner.val_loop, "last_metrics", None)
+    return runner.val() if args.command == "val" else runner.test()
+
+
+def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict | None:
+    from . import launch
+
+    settings = launch.RaySettings.from_config(
+        cfg.get("ray"), num_workers=args.num_workers, use_gpu=True if args.gpu else None,
+        address=args.address)
+    checkpoint = None if args.command == "train" else args.checkpoint
+    result = launch.launch(cfg, args.command, settings, checkpoint)
+    details = result.details
+    if details.get("last_checkpoint"):
+        print(f"last checkpoint: {details['last_checkpoint']}", flush=True)
+    return result.metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    if args.launcher == "none":
+        if args.num_workers not in (None, 1) or args.gpu or args.address:
+            raise ConfigError("--num-workers, --gpu and --address need --launcher ray")
+        metrics = _run_in_process(args, cfg)
     else:
-        _print_metrics("test", runner.test())
+        metrics = _run_on_ray(args, cfg)
+    title = {"train": "final val", "val": "val", "test": "test"}[args.command]
+    _print_metrics(title, metrics)
     return EXIT_OK
 
 
+def _innermost(exc: BaseException) -> BaseException:
+    """The worker's own exception inside Ray's wrappers (TrainingFailedError, RayTaskError)."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        exc = failures[min(failures)]
+    cause = getattr(exc, "cause", None)
+    while isinstance(cause, BaseException):
+        exc, cause = cause, getattr(cause, "cause", None)
+    return exc
+
+
 def _reason(exc: BaseException) -> str:
-    notes = " ".join(getattr(exc, "__notes__", []))
-    text = f"{type(exc).__name__}: {exc}"
+    inner = _innermost(exc)
+    notes = " ".join(getattr(inner, "__notes__", []))
+    text = f"{type(inner).__name__}: {inner}".strip()
+    if inner is not exc:
+        text = text.splitlines()[-1] if "Traceback" in text else text
     return f"{text} ({notes})" if notes else text
 
 

@@ -267,7 +267,7 @@ def _build_param_scheduler(cfg, registry, default_args=None, key=None):
 
 PARAM_SCHEDULERS = Registry("parameter scheduler", build_func=_build_param_scheduler,
                             locations=["raytrainer.optim"])
-HOOKS = Registry("hook", locations=["raytrainer.hooks"])
+HOOKS = Registry("hook", locations=["raytrainer.hooks", "raytrainer.launch.report_hook"])
 LOOPS = Registry("loop", locations=["raytrainer.runner"])
 RUNNERS = Registry("runner", locations=["raytrainer.runner"])
 LOG_PROCESSORS = Registry("log processor", locations=["raytrainer.runner"])

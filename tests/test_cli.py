@@ -8,13 +8,14 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "raytrainer.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+def run_cli(*args, cwd=ROOT, env=None):
+    return subprocess.run([sys.executable, "-m", "raytrainer.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_train_digits_with_overrides_prints_val_accuracy(tmp_path):
-    result = run_cli("train", "configs/digits/mlp.py", "--work-dir", str(tmp_path),
+    result = run_cli("train", "configs/digits/mlp.py", "--launcher", "none",
+                     "--work-dir", str(tmp_path),
                      "--cfg-options", "train_cfg.max_epochs=5", "train_cfg.val_interval=5",
                      "default_hooks.logger.interval=50")
     assert result.returncode == 0, result.stderr
@@ -26,13 +27,14 @@ def test_train_digits_with_overrides_prints_val_accuracy(tmp_path):
 
 
 def test_val_and_test_subcommands_use_the_checkpoint(tmp_path):
-    trained = run_cli("train", "configs/digits/mlp.py", "--work-dir", str(tmp_path),
+    trained = run_cli("train", "configs/digits/mlp.py", "--launcher", "none",
+                      "--work-dir", str(tmp_path),
                       "--cfg-options", "train_cfg.max_epochs=2", "train_cfg.val_interval=2")
     assert trained.returncode == 0, trained.stderr
     checkpoint = str(tmp_path / "checkpoints" / "epoch_2")
     for command in ("val", "test"):
-        result = run_cli(command, "configs/digits/mlp.py", "--work-dir", str(tmp_path / command),
-                         "--checkpoint", checkpoint)
+        result = run_cli(command, "configs/digits/mlp.py", "--launcher", "none",
+                         "--work-dir", str(tmp_path / command), "--checkpoint", checkpoint)
         assert result.returncode == 0, result.stderr
         assert f"{command} accuracy/top1:" in result.stdout
 
@@ -44,8 +46,10 @@ def test_val_and_test_subcommands_use_the_checkpoint(tmp_path):
     (("test", "configs/digits/mlp.py", "--checkpoint", "/nonexistent/epoch_9"),
      "checkpoint not found: /nonexistent/epoch_9"),
 ])
-def test_failures_exit_non_zero_with_a_reason(tmp_path, args, message):
-    result = run_cli(*args, "--work-dir", str(tmp_path))
+@pytest.mark.parametrize("launcher", ["none", "ray"])
+def test_failures_exit_non_zero_with_a_reason(tmp_path, args, message, launcher):
+    # On Ray these fail in the driver's checks, before any worker is started.
+    result = run_cli(*args, "--work-dir", str(tmp_path), "--launcher", launcher)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -58,8 +62,26 @@ def test_bad_cfg_option_token_is_a_usage_error(tmp_path):
     assert "no_equals_sign" in result.stderr
 
 
+def test_unreachable_storage_fails_before_ray_starts(tmp_path):
+    env = dict(os.environ, RAYTRAINER_STORAGE_OPTIONS='{"s3": {"endpoint_url": '
+               '"http://127.0.0.1:9", "config_kwargs": {"retries": {"total_max_attempts": 1}}}}')
+    result = run_cli("train", "configs/digits/mlp.py", "--work-dir", "s3://nowhere/run",
+                     env=env)
+    assert result.returncode == 1
+    assert "s3://nowhere/run" in result.stderr and "StorageError" in result.stderr
+    assert "started a local Ray instance" not in result.stdout
+
+
+def test_ray_only_flags_need_the_ray_launcher():
+    result = run_cli("train", "configs/digits/mlp.py", "--launcher", "none",
+                     "--num-workers", "2")
+    assert result.returncode == 1
+    assert "--num-workers, --gpu and --address need --launcher ray" in result.stderr
+
+
 def test_help_documents_every_flag():
     result = run_cli("train", "--help")
     for flag in ("--work-dir", "--cfg-options", "--resume", "--load-from", "--seed",
-                 "--deterministic", "--auto-scale-lr"):
+                 "--deterministic", "--auto-scale-lr", "--launcher", "--num-workers", "--gpu",
+                 "--address"):
         assert flag in result.stdout

@@ -14,3 +14,5 @@ log_level = "INFO"
 load_from = None
 resume = False
 randomness = dict(seed=None, deterministic=False)
+# Ray Train: ranks, resources and restarts (CLI flags --num-workers/--gpu/--address override).
+ray = dict(num_workers=2, use_gpu=False, max_failures=3, backend="gloo")

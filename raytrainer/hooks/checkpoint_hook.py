@@ -17,6 +17,13 @@ _GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU"
 _LESS_KEYS = ("loss",)
 
 
+def checkpoint_dir_for(work_dir: str, out_dir: str | None = None) -> str:
+    """``<work_dir>/checkpoints``, or ``<out_dir>/<work_dir name>/checkpoints``."""
+    base = work_dir if out_dir is None else storage.join(
+        str(out_dir), posixpath.basename(str(work_dir).rstrip("/")))
+    return storage.join(base, "checkpoints")
+
+
 @HOOKS.register_module()
 class CheckpointHook(Hook):
     """Save the training state every ``interval`` epochs (or iterations).
@@ -108,9 +115,7 @@ class CheckpointHook(Hook):
     def checkpoint_dir(self, runner) -> str:
         """The directory this hook writes checkpoints into."""
         if self._root is None:
-            base = runner.work_dir if self.out_dir is None else storage.join(
-                str(self.out_dir), posixpath.basename(str(runner.work_dir).rstrip("/")))
-            self._root = storage.join(base, "checkpoints")
+            self._root = checkpoint_dir_for(runner.work_dir, self.out_dir)
         return self._root
 
     def before_train(self, runner) -> None:

@@ -42,8 +42,9 @@ class IterTimerHook(Hook):
         hub.update_scalar(f"{mode}/time", elapsed)
         if mode == "train":
             self._train_time += elapsed
-            done = runner.iter - self._start_iter + 1
-            hub.update_info("eta", self._train_time / done * (runner.max_iters - runner.iter - 1))
+            current = runner.iter
+            done = current - self._start_iter + 1
+            hub.update_info("eta", self._train_time / done * (runner.max_iters - current - 1))
         else:
             self._eval_time += elapsed
             loader = runner.val_dataloader if mode == "val" else runner.test_dataloader

@@ -122,14 +122,15 @@ class LoggerHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                          outputs: dict | None = None) -> None:
         """Log the experiment name and the train line when their intervals come round."""
-        end_of_epoch = self.end_of_epoch(runner.train_dataloader, batch_idx)
+        dataloader = runner.train_dataloader
+        end_of_epoch = self.end_of_epoch(dataloader, batch_idx)
         if self.every_n_train_iters(runner, self.interval_exp_name) or end_of_epoch:
             runner.logger.info(f"Exp name: {runner.experiment_name}")
-        # A short epoch (<= interval) would otherwise never be logged when ignore_last is set.
-        log_last = not self.ignore_last or len(runner.train_dataloader) <= self.interval
-        if not (self.every_n_inner_iters(batch_idx, self.interval)
-                or (end_of_epoch and log_last)):
-            return
+        if not self.every_n_inner_iters(batch_idx, self.interval):
+            # This runs every iteration: the dataloader's length is only needed at an epoch's
+            # end. A short epoch (<= interval) would otherwise never be logged with ignore_last.
+            if not end_of_epoch or (self.ignore_last and len(dataloader) > self.interval):
+                return
         tag, log_str = runner.log_processor.get_log_after_iter(runner, batch_idx, "train")
         runner.logger.info(log_str)
         runner.visualizer.add_scalars(tag, step=runner.iter + 1,

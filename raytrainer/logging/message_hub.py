@@ -11,6 +11,8 @@ import torch
 from ..utils.manager import ManagerMixin
 from .history_buffer import HistoryBuffer
 
+_PLAIN_NUMBERS = (float, int)
+
 
 def _scalar(key: str, value: Any) -> int | float:
     if isinstance(value, torch.Tensor):
@@ -53,8 +55,11 @@ class MessageHub(ManagerMixin):
 
     def update_scalar(self, key: str, value: Any, count: int = 1, resumed: bool = True) -> None:
         """Append ``value`` (a number or one-element tensor) to the history of ``key``."""
-        value = _scalar(key, value)
-        count = _scalar(key, count)
+        # Python numbers, what hooks log every iteration, need no conversion.
+        if type(value) not in _PLAIN_NUMBERS:
+            value = _scalar(key, value)
+        if type(count) is not int:
+            count = _scalar(key, count)
         buffer = self._log_scalars.get(key)
         if buffer is None:
             buffer = self._log_scalars[key] = HistoryBuffer()

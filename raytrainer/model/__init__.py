@@ -10,9 +10,10 @@ from .base_model import BaseModel
 from .base_module import BaseModule, ModuleDict, ModuleList, Sequential
 from .classifier import MLPClassifier
 from .data_preprocessor import BaseDataPreprocessor, ImgDataPreprocessor
+from .ddp import MMDistributedDataParallel
 from .wrappers import is_model_wrapper, unwrap_model
 
 __all__ = ["BaseModel", "BaseModule", "ModuleDict", "ModuleList", "Sequential",
            "BaseDataPreprocessor", "ImgDataPreprocessor", "is_model_wrapper", "unwrap_model",
            "MLPClassifier", "BaseAveragedModel", "ExponentialMovingAverage",
-           "MomentumAnnealingEMA", "StochasticWeightAverage"]
+           "MomentumAnnealingEMA", "StochasticWeightAverage", "MMDistributedDataParallel"]

@@ -239,12 +239,9 @@ def load_checkpoint(location: str, map_location: str | torch.device = "cpu", ran
         raise CheckpointError(f"checkpoint not found: {storage.describe(location)}")
     if not storage.is_dir(location):
         return _load_single_file(location, map_location)
-    files = read_commit(location)["files"]
-    try:
-        meta = json.loads(_read_verified(location, META_FILE, files[META_FILE]))
-    except ValueError as exc:
-        raise CheckpointError(f"{storage.describe(location)}: {META_FILE} is corrupt: "
-                              f"{exc}") from exc
+    record = read_commit(location)
+    files = record["files"]
+    meta = read_meta(location, record)
     names = [MODEL_FILE] if weights_only else \
         [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, rank_file(rank)]
     checkpoint: dict[str, Any] = {"meta": meta}
@@ -274,21 +271,34 @@ def _load_single_file(location: str, map_location) -> dict[str, Any]:
     return loaded
 
 
-def _progress(location: str, record: dict) -> tuple[int, int]:
-    meta = json.loads(_read_verified(location, META_FILE, record["files"][META_FILE]))
-    return int(meta.get("iter", 0)), int(meta.get("epoch", 0))
+def read_meta(location: str, record: dict | None = None) -> dict:
+    """The verified ``meta.json`` of a committed checkpoint."""
+    record = record or read_commit(location)
+    try:
+        return json.loads(_read_verified(location, META_FILE, record["files"][META_FILE]))
+    except ValueError as exc:
+        raise CheckpointError(f"{storage.describe(location)}: {META_FILE} is corrupt: "
+                              f"{exc}") from exc
 
 
-def list_checkpoints(root: str, warn: bool = True) -> list[str]:
+def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None) -> list[str]:
     """Committed, complete regular checkpoints (``epoch_N``/``iter_N``) under ``root``, oldest
-    first by (iteration, epoch). Torn or uncommitted directories are skipped with a warning."""
+    first by (iteration, epoch). Torn or uncommitted directories are skipped with a warning.
+
+    Args:
+        root: The checkpoint directory.
+        warn: Log why a directory is skipped.
+        timestamp: Only checkpoints of the run with this timestamp (``meta.json``).
+    """
     found = []
     for entry in storage.listdir(root):
         if entry["type"] != "directory" or not _REGULAR_NAME.match(entry["name"]):
             continue
         location = storage.join(str(root).rstrip("/"), entry["name"])
         try:
-            found.append((*_progress(location, read_commit(location)), location))
+            meta = read_meta(location)
+            if timestamp is None or meta.get("timestamp") == timestamp:
+                found.append((int(meta.get("iter", 0)), int(meta.get("epoch", 0)), location))
         except CheckpointError as exc:
             if warn:
                 print_log(f"ignoring checkpoint {storage.describe(location)}: {exc}",

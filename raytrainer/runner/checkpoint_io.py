@@ -8,6 +8,7 @@ background thread), and restores it on resume.
 """
 from __future__ import annotations
 
+import collections
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +39,16 @@ def _unbuilt(schedulers: Any) -> bool:
 
 
 class CheckpointIO:
-    """Save/load/resume methods of the Runner (MMEngine's names and arguments)."""
+    """Save/load/resume methods of the Runner (MMEngine's names and arguments).
+
+    ``checkpoint_saves`` counts save calls (the same on every rank); ``committed_checkpoints``
+    receives, on rank 0, each location once its commit record is written (possibly from the
+    background writer), for hooks that publish checkpoints elsewhere (Ray Train).
+    """
 
     _async_checkpointer: AsyncCheckpointer | None = None
+    checkpoint_saves: int = 0
+    committed_checkpoints: collections.deque
 
     @property
     def checkpoint_dir(self) -> str:
@@ -129,10 +137,14 @@ class CheckpointIO:
         self.strategy.barrier()  # no rank writes before a stale directory is gone
         rank, world = self.rank, self.world_size
 
+        self.checkpoint_saves += 1
+        committed = self.committed_checkpoints
+
         def write(state=checkpoint):
             ckpt.write_rank_files(location, state, rank)
             if rank == 0:
                 ckpt.commit(location, world)
+                committed.append(location)
                 if on_committed is not None:
                     on_committed(location)
 
@@ -236,9 +248,13 @@ class CheckpointIO:
     def _resume_latest(self) -> None:
         """Resume from the newest usable checkpoint, falling back past corrupt ones."""
         root = self.checkpoint_dir
-        candidates = ckpt.list_checkpoints(root)
+        # A run whose timestamp was given (by the Ray driver) resumes only its own checkpoints:
+        # older runs that used the same work_dir may have got further.
+        own = self.timestamp if self._timestamp_given else None
+        candidates = ckpt.list_checkpoints(root, timestamp=own)
         if not candidates:
-            self.logger.info(f"resume={self._resume!r}: no committed checkpoint in "
+            whose = f" of run {own}" if own else ""
+            self.logger.info(f"resume={self._resume!r}: no committed checkpoint{whose} in "
                              f"{storage.describe(root)}; training from scratch")
             return
         failures = []

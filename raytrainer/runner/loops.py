@@ -271,14 +271,17 @@ class IterBasedTrainLoop(_TrainLoop):
         if self._iter > 0:
             print_log(f"resuming at iteration {self._iter}: the sampler starts at its saved "
                       "position (no batches are replayed)", logger="current", level=logging.INFO)
+        # Train mode is set once and again after each validation (as the epoch loop does per
+        # epoch) rather than every iteration: Module.train() walks the whole model.
+        runner.model.train()
         while self._iter < self._max_iters and not self.stop_training:
-            runner.model.train()
             data_batch = next(self._iterator)
             self.run_iter(self._iter, data_batch)
             self._update_val_interval(self._iter)
             if runner.val_loop is not None and self._iter >= self.val_begin and \
                     (self._iter % self.val_interval == 0 or self._iter == self._max_iters):
                 runner.val_loop.run()
+                runner.model.train()
         runner.call_hook("after_train_epoch")
         runner.call_hook("after_train")
         return runner.model

@@ -7,6 +7,7 @@ on-storage checkpoint format in ``checkpoint.py``, device placement and wrapping
 """
 from __future__ import annotations
 
+import collections
 import copy
 import os
 import time
@@ -95,7 +96,8 @@ class Runner(CheckpointIO):
         experiment_name: Name of the run; defaults to ``<config name>_<timestamp>``.
         cfg: The full config, dumped to the work_dir and stored in checkpoints.
         strategy: A strategy or its config; defaults from ``launcher``.
-        timestamp: The run's timestamp; decided here (rank 0) when None.
+        timestamp: The run's timestamp; decided here (rank 0) when None. When it is given (the
+            Ray driver gives it), ``resume=True`` considers only checkpoints of this run.
         storage: fsspec options for remote URLs (``endpoint_url``, ``profile`` ...).
     """
 
@@ -142,15 +144,18 @@ class Runner(CheckpointIO):
         self._load_from, self._resume = load_from, resume
         self._has_loaded = False
         self.resumed_from: str | None = None
+        self.committed_checkpoints = collections.deque()
 
         self._launcher = launcher
         self._env_cfg = dict(env_cfg or {})
         self.strategy = self._build_strategy(strategy, launcher)
         self.strategy.setup()
+        self._timestamp_given = timestamp is not None
         self._timestamp = _shared(timestamp or time.strftime("%Y%m%d_%H%M%S"))
         self._randomness_cfg = dict(randomness or {})
         self._set_randomness()
-        self._experiment_name = self._name_experiment(experiment_name)
+        self._experiment_name = experiment_name_for(experiment_name, self.cfg.filename,
+                                                    self._timestamp)
         self._log_dir = store.join(self._work_dir, self._timestamp)
         if self.rank == 0:
             store.makedirs(self._log_dir)
@@ -348,14 +353,6 @@ class Runner(CheckpointIO):
         self._seed = seed
         set_random_seed(seed, deterministic=cfg.get("deterministic", False),
                         diff_rank_seed=cfg.get("diff_rank_seed", False), rank=self.rank)
-
-    def _name_experiment(self, experiment_name: str | None) -> str:
-        if experiment_name is not None:
-            return f"{experiment_name}_{self._timestamp}"
-        if self.cfg.filename:
-            stem = os.path.splitext(os.path.basename(self.cfg.filename))[0]
-            return f"{stem}_{self._timestamp}"
-        return self._timestamp
 
     def _build_logger(self, log_level) -> MMLogger:
         suffix = "" if self.rank == 0 else f"_rank{self.rank}"
@@ -567,6 +564,16 @@ class Runner(CheckpointIO):
             if names:
                 lines.append(f"{stage}:\n  " + "\n  ".join(names))
         return "\n".join(lines)
+
+
+def experiment_name_for(experiment_name: str | None, config_file: str | None,
+                        timestamp: str) -> str:
+    """The run's name: ``<experiment_name>_<timestamp>``, else ``<config name>_<timestamp>``."""
+    if experiment_name is not None:
+        return f"{experiment_name}_{timestamp}"
+    if config_file:
+        return f"{os.path.splitext(os.path.basename(config_file))[0]}_{timestamp}"
+    return timestamp
 
 
 def storage_is_url(location: Any) -> bool:

