@@ -11,6 +11,16 @@ from ..registry import MODELS
 from .base_module import BaseModule
 
 
+def run_forward(module: nn.Module, data: Any, mode: str) -> Any:
+    """Call ``module`` on a preprocessed batch: a dict as keywords, a list/tuple as positions."""
+    if isinstance(data, dict):
+        return module(**data, mode=mode)
+    if isinstance(data, (list, tuple)):
+        return module(*data, mode=mode)
+    raise TypeError(f"a preprocessed batch must be a dict, list or tuple, got "
+                    f"{type(data).__name__}")
+
+
 def _mean(value: torch.Tensor) -> torch.Tensor:
     # A scalar loss is its own mean; skipping the op saves an autograd node per step.
     return value if value.dim() == 0 else value.mean()
@@ -98,12 +108,7 @@ class BaseModel(BaseModule):
         return total, OrderedDict([("loss", total)] + log_vars)
 
     def _run_forward(self, data: Any, mode: str) -> Any:
-        if isinstance(data, dict):
-            return self(**data, mode=mode)
-        if isinstance(data, (list, tuple)):
-            return self(*data, mode=mode)
-        raise TypeError(f"a preprocessed batch must be a dict, list or tuple, got "
-                        f"{type(data).__name__}")
+        return run_forward(self, data, mode)
 
     def forward(self, inputs: torch.Tensor, data_samples: Any = None, mode: str = "tensor"):
         raise NotImplementedError(f"{type(self).__name__} must implement forward(..., mode=...)")

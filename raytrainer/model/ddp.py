@@ -6,6 +6,7 @@ from typing import Any
 from torch.nn.parallel import DistributedDataParallel
 
 from ..registry import MODEL_WRAPPERS
+from .base_model import run_forward
 
 
 @MODEL_WRAPPERS.register_module()
@@ -29,9 +30,4 @@ class MMDistributedDataParallel(DistributedDataParallel):
         return self.module.test_step(data)
 
     def _run_forward(self, data: Any, mode: str) -> Any:
-        if isinstance(data, dict):
-            return self(**data, mode=mode)
-        if isinstance(data, (list, tuple)):
-            return self(*data, mode=mode)
-        raise TypeError(f"a preprocessed batch must be a dict, list or tuple, got "
-                        f"{type(data).__name__}")
+        return run_forward(self, data, mode)
