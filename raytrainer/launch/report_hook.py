@@ -4,7 +4,8 @@
 reports only at points every rank agrees on: after validation, at the end of training, at the
 first iteration after a checkpoint save (so a validation right after the save is part of the
 checkpoint's metrics), and at logging intervals once ``interval_s`` seconds have passed (rank 0
-decides, the decision is broadcast). Reports use Ray's asynchronous mode with an upload function
+decides and broadcasts the decision at checks it plans ahead, so ranks rarely communicate).
+Reports use Ray's asynchronous mode with an upload function
 that returns the checkpoint unchanged, since the runner has already written and committed it in
 the run directory: training never waits for Ray's controller.
 """
@@ -43,11 +44,14 @@ class RayReportHook(Hook):
     """
 
     priority = "LOWEST"
+    _clock = staticmethod(time.monotonic)
 
     def __init__(self, interval_s: float = 10.0, log_interval: int = 10):
         self.interval_s = interval_s
         self.log_interval = max(int(log_interval), 1)
-        self._last_report = time.monotonic()
+        self._last_report = self._clock()
+        self._next_check = 0
+        self._checked_iter, self._checked_at = 0, self._last_report
         self._saves_reported = 0
         self._saves_seen = 0
         self._warned_outside = False
@@ -57,6 +61,11 @@ class RayReportHook(Hook):
 
         self._context = ray.train.get_context()
         self._saves_reported = self._saves_seen = runner.checkpoint_saves
+
+    def before_train(self, runner) -> None:
+        # The rate that plans the checks is measured from here (after a resume, too).
+        self._last_report = self._checked_at = self._clock()
+        self._checked_iter, self._next_check = runner.iter, 0
 
     def _ray_checkpoint(self, runner, location: str):
         from ray.train import Checkpoint
@@ -88,7 +97,7 @@ class RayReportHook(Hook):
                          checkpoint_upload_mode=CheckpointUploadMode.ASYNC,
                          delete_local_checkpoint_after_upload=False,
                          checkpoint_upload_fn=_keep)
-        self._last_report = time.monotonic()
+        self._last_report = self._clock()
 
     def _saved(self, runner) -> bool:
         """Whether a checkpoint was saved since the last report (the same on every rank)."""
@@ -105,11 +114,37 @@ class RayReportHook(Hook):
         self._saves_seen = runner.checkpoint_saves
         if self._saved(runner) and not saved_here:
             self._report(runner)
-        elif (runner.iter + 1) % self.log_interval == 0:
-            box = [time.monotonic() - self._last_report >= self.interval_s]
-            dist.broadcast_object_list(box)  # every rank must make the same choice
-            if box[0]:
-                self._report(runner)
+        elif self._periodic_report_due(runner.iter + 1, runner.rank):
+            self._report(runner)
+
+    def _periodic_report_due(self, done: int, rank: int) -> bool:
+        """Whether a periodic report is due after ``done`` iterations (the same on every rank).
+
+        Rank 0 decides at logging intervals and broadcasts the decision together with the
+        iteration of the next check, planned from its measured rate to fall just before the
+        next report is due and at most ``interval_s / 4`` ahead. Between checks no rank
+        communicates, so a report every ``interval_s`` costs about five broadcasts instead of
+        one every ``log_interval`` iterations. A sudden k-fold slowdown can delay a periodic
+        report by up to ``k * interval_s / 4``.
+        """
+        if done % self.log_interval or done < self._next_check:
+            return False
+        now = self._clock()
+        decision = [False, done + self.log_interval]
+        if rank == 0:
+            since_report = now - self._last_report
+            due = since_report >= self.interval_s
+            left = self.interval_s if due else self.interval_s - since_report
+            rate = (done - self._checked_iter) / max(now - self._checked_at, 1e-9)
+            # Plan at most a quarter of the interval ahead: a slowdown then delays a report
+            # by at most that stretch (times the slowdown).
+            stretch = min(0.9 * left, 0.25 * self.interval_s)
+            ahead = int(stretch * rate / self.log_interval) * self.log_interval
+            decision = [due, done + max(self.log_interval, ahead)]
+        dist.broadcast_object_list(decision)  # every rank must make the same choice
+        self._checked_iter, self._checked_at = done, now
+        self._next_check = decision[1]
+        return bool(decision[0])
 
     def after_train_epoch(self, runner) -> None:
         self._saves_seen = runner.checkpoint_saves  # an epoch checkpoint: report next iteration

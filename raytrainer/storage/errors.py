@@ -12,6 +12,7 @@ context chain.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Iterator
 
@@ -45,8 +46,13 @@ _CREDENTIAL_CODES = frozenset({
 })
 
 
+@functools.cache
 def _optional_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(transient, never-transient) exception types of the optional HTTP stacks."""
+    """(transient, never-transient) exception types of the optional HTTP stacks.
+
+    Built on first use, not at import: importing botocore and aiohttp costs every process
+    (driver, each worker, each restarted worker) about 0.1 s, and only a storage error needs
+    them."""
     transient: list[type] = [ConnectionError, TimeoutError, asyncio.TimeoutError]
     permanent: list[type] = [ssl.SSLError, ssl.CertificateError]
     try:
@@ -68,9 +74,6 @@ def _optional_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     except ImportError:  # pragma: no cover - only without s3fs
         pass
     return tuple(transient), tuple(permanent)
-
-
-_TRANSIENT_TYPES, _NEVER_TRANSIENT_TYPES = _optional_types()
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -115,7 +118,7 @@ def _is_transient_link(exc: BaseException) -> bool:
         code, status = info
         return code in _TRANSIENT_CODES or (status is not None and (status >= 500
                                                                     or status == 429))
-    return isinstance(exc, _TRANSIENT_TYPES)
+    return isinstance(exc, _optional_types()[0])
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -130,8 +133,9 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, StorageError):
         return False
+    never_transient = _optional_types()[1]
     for link in _chain(exc):
-        if isinstance(link, _NEVER_TRANSIENT_TYPES):
+        if isinstance(link, never_transient):
             return False
         if _is_transient_link(link):
             return True
