@@ -38,9 +38,10 @@ def _runner_cfg(config: dict) -> Config:
     randomness["seed"] = spec["seed"]
     cfg["randomness"] = randomness
     cfg["storage"] = config["storage"].value
-    strategy = dict(cfg.get("strategy") or {"type": "DDPStrategy"})
-    strategy.setdefault("launcher", "ray")
-    cfg["strategy"] = strategy
+    if cfg.get("strategy"):
+        strategy = dict(cfg["strategy"])
+        strategy.setdefault("launcher", "ray")
+        cfg["strategy"] = strategy  # else the runner picks DDP from model_wrapper_cfg
     if config["mode"] == "train":
         cfg["resume"] = _resume_for_this_attempt(spec)
     else:

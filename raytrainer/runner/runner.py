@@ -36,6 +36,7 @@ from ..registry import (
     build_from_cfg,
     import_modules_from_strings,
 )
+from ..strategy import ddp_strategy_cfg
 from ..utils.randomness import draw_seed, set_random_seed
 from . import build
 from .checkpoint_io import CheckpointIO
@@ -95,7 +96,13 @@ class Runner(CheckpointIO):
         randomness: ``dict(seed=None|int, deterministic=bool, diff_rank_seed=bool)``.
         experiment_name: Name of the run; defaults to ``<config name>_<timestamp>``.
         cfg: The full config, dumped to the work_dir and stored in checkpoints.
-        strategy: A strategy or its config; defaults from ``launcher``.
+        strategy: A strategy or its config; defaults from ``launcher`` (``DDPStrategy`` for
+            ``'ray'``/``'pytorch'``, taking MMEngine's ``model_wrapper_cfg`` and
+            ``find_unused_parameters`` into account).
+        model_wrapper_cfg: MMEngine's DDP wrapper config
+            (``dict(type='MMDistributedDataParallel', find_unused_parameters=True, ...)``);
+            its options go to the default ``DDPStrategy``.
+        find_unused_parameters: MMEngine's top-level config key of the same name.
         timestamp: The run's timestamp; decided here (rank 0) when None. When it is given (the
             Ray driver gives it), ``resume=True`` considers only checkpoints of this run.
         storage: fsspec options for remote URLs (``endpoint_url``, ``profile`` ...).
@@ -116,7 +123,8 @@ class Runner(CheckpointIO):
                  visualizer: Any = None, default_scope: str | None = "raytrainer",
                  randomness: dict | None = None, experiment_name: str | None = None,
                  cfg: Config | dict | None = None, strategy: Any = None,
-                 timestamp: str | None = None, storage: dict | None = None):
+                 timestamp: str | None = None, storage: dict | None = None,
+                 model_wrapper_cfg: dict | None = None, find_unused_parameters: bool = False):
         cfg = cfg if isinstance(cfg, Config) else Config(cfg or {})
         # Credentials in the config reach fsspec here and nowhere else: the runner's copy of the
         # config (dumped, logged, stored in checkpoints) has them replaced by '***'.
@@ -148,7 +156,8 @@ class Runner(CheckpointIO):
 
         self._launcher = launcher
         self._env_cfg = dict(env_cfg or {})
-        self.strategy = self._build_strategy(strategy, launcher)
+        self.strategy = self._build_strategy(strategy, launcher, model_wrapper_cfg,
+                                             find_unused_parameters)
         self.strategy.setup()
         self._timestamp_given = timestamp is not None
         self._timestamp = _shared(timestamp or time.strftime("%Y%m%d_%H%M%S"))
@@ -195,7 +204,8 @@ class Runner(CheckpointIO):
                 "param_scheduler", "val_evaluator", "test_evaluator", "default_hooks",
                 "custom_hooks", "data_preprocessor", "load_from", "launcher", "env_cfg",
                 "log_processor", "log_level", "visualizer", "default_scope", "randomness",
-                "experiment_name", "strategy", "timestamp", "storage")
+                "experiment_name", "strategy", "timestamp", "storage", "model_wrapper_cfg",
+                "find_unused_parameters")
         kwargs = {k: copy.deepcopy(cfg[k]) for k in keys if k in cfg and cfg[k] is not None}
         kwargs["resume"] = cfg.get("resume", False)
         return cls(cfg=cfg, **kwargs)
@@ -326,13 +336,18 @@ class Runner(CheckpointIO):
         return self.train_loop.val_begin
 
     # ---- set-up -------------------------------------------------------------------------
-    def _build_strategy(self, strategy: Any, launcher: str):
-        if strategy is None:
-            if launcher == "none":
-                strategy = dict(type="SingleDeviceStrategy")
-            else:
-                backend = self._env_cfg.get("dist_cfg", {}).get("backend")
-                strategy = dict(type="DDPStrategy", launcher=launcher, backend=backend)
+    def _build_strategy(self, strategy: Any, launcher: str, model_wrapper_cfg: dict | None,
+                        find_unused_parameters: bool):
+        if strategy is not None:
+            if model_wrapper_cfg or find_unused_parameters:
+                raise ValueError("give DDP options either in 'strategy' or in "
+                                 "'model_wrapper_cfg'/'find_unused_parameters', not both")
+        elif launcher == "none":
+            strategy = dict(type="SingleDeviceStrategy")
+        else:
+            backend = self._env_cfg.get("dist_cfg", {}).get("backend")
+            strategy = ddp_strategy_cfg(model_wrapper_cfg, find_unused_parameters,
+                                        launcher=launcher, backend=backend)
         return build_from_cfg(strategy, STRATEGIES, key="strategy")
 
     def _set_randomness(self) -> None:

@@ -11,6 +11,34 @@ from ..model.ddp import MMDistributedDataParallel
 from ..registry import STRATEGIES
 from .base import BaseStrategy
 
+_DDP_OPTIONS = ("find_unused_parameters", "broadcast_buffers", "gradient_as_bucket_view",
+                "static_graph")
+_DDP_WRAPPERS = (None, "MMDistributedDataParallel", "DistributedDataParallel")
+
+
+def ddp_strategy_cfg(model_wrapper_cfg: dict | None = None, find_unused_parameters: bool = False,
+                     **kwargs) -> dict:
+    """The ``DDPStrategy`` config for MMEngine's ``model_wrapper_cfg`` and top-level
+    ``find_unused_parameters`` keys, so an MMEngine config's DDP options keep working.
+
+    Raises:
+        ValueError: ``model_wrapper_cfg`` names another wrapper or an unknown option.
+    """
+    wrapper = dict(model_wrapper_cfg or {})
+    wrapper_type = wrapper.pop("type", None)
+    if isinstance(wrapper_type, type):
+        wrapper_type = wrapper_type.__name__
+    if wrapper_type not in _DDP_WRAPPERS:
+        raise ValueError(f"model_wrapper_cfg.type={wrapper_type!r} is not supported; use "
+                         "'MMDistributedDataParallel' or a 'strategy' config")
+    unknown = sorted(set(wrapper) - set(_DDP_OPTIONS))
+    if unknown:
+        raise ValueError(f"model_wrapper_cfg: unknown option(s) {unknown}; DDPStrategy takes "
+                         f"{list(_DDP_OPTIONS)}")
+    if find_unused_parameters:
+        wrapper["find_unused_parameters"] = True
+    return dict(type="DDPStrategy", **kwargs, **wrapper)
+
 
 @STRATEGIES.register_module()
 class DDPStrategy(BaseStrategy):
