@@ -9,7 +9,14 @@ cd "$(dirname "$0")/.."
 if [ -z "${RAY_AUTH_MODE:-}" ] && { [ -n "${RAY_AUTH_TOKEN:-}" ] || [ -f "$HOME/.ray/auth_token" ]; }; then
     export RAY_AUTH_MODE=token
 fi
-work_dir=${1:-./work_dirs/digits_ray_job}
+# The job runs in a copy of this directory that Ray unpacks elsewhere, so a relative work_dir
+# would land (and be lost) there: make it absolute. On a multi-node cluster, give a location
+# every node can reach (s3://bucket/runs/x).
+work_dir=${1:-work_dirs/digits_ray_job}
+case "$work_dir" in
+    *://*|/*) ;;
+    *) work_dir="$PWD/$work_dir" ;;
+esac
 shift || true
 ray job submit --address "${RAY_API_SERVER_ADDRESS:-http://127.0.0.1:8265}" \
     --working-dir . \

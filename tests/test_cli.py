@@ -56,6 +56,26 @@ def test_failures_exit_non_zero_with_a_reason(tmp_path, args, message, launcher)
     assert "raytrainer" in result.stderr.splitlines()[0]
 
 
+@pytest.mark.parametrize("launcher", ["none", "ray"])
+def test_an_uncommitted_resume_checkpoint_is_refused_by_name(tmp_path, launcher):
+    torn = tmp_path / "checkpoints" / "iter_40"
+    torn.mkdir(parents=True)
+    (torn / "model.pt").write_bytes(b"half a file")
+    result = run_cli("train", "configs/digits/mlp.py", "--work-dir", str(tmp_path),
+                     "--resume", str(torn), "--launcher", launcher)
+    assert result.returncode == 1
+    assert f"{torn} is not a committed checkpoint: commit.json is missing" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (torn / "model.pt").read_bytes() == b"half a file"  # nothing is deleted
+
+
+def test_memory_work_dir_is_refused_on_ray(tmp_path):
+    result = run_cli("train", "configs/digits/mlp.py", "--work-dir", "memory://runs/x")
+    assert result.returncode == 1
+    assert "memory:// is private to each process" in result.stderr
+    assert "started a local Ray instance" not in result.stdout
+
+
 def test_bad_cfg_option_token_is_a_usage_error(tmp_path):
     result = run_cli("train", "configs/digits/mlp.py", "--cfg-options", "no_equals_sign")
     assert result.returncode == 2

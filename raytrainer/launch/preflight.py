@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import registry, storage
-from ..config import Config
+from ..config import Config, ConfigError
 from ..registry import UnknownTypeError
+from ..runner.checkpoint import CheckpointError, read_commit
 
 _DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
@@ -60,19 +61,38 @@ def check_types(cfg: Config) -> None:
 
 
 def check_storage(work_dir: str) -> None:
-    """The work_dir can be written (a probe file is written and removed).
+    """The work_dir can be written (a probe file is written and removed) and is shared by
+    the processes of a Ray run.
 
     Raises:
+        ConfigError: The work_dir is ``memory://``, which each process has to itself.
         storage.StorageError: naming the location and why it cannot be written.
     """
+    if str(work_dir).startswith("memory://"):
+        raise ConfigError(f"work_dir {work_dir}: memory:// is private to each process, so Ray "
+                          "workers and the driver cannot share it; use a path (one machine) or "
+                          "an object store URL (s3://...), or --launcher none")
     probe = storage.join(work_dir, f".raytrainer-probe-{uuid.uuid4().hex[:8]}")
     storage.write_text(probe, "ok")
     storage.remove(probe)
 
 
 def check_checkpoint(location: str | None, what: str) -> None:
-    if location and not storage.exists(location):
+    """``location`` is a single checkpoint file or a committed, complete checkpoint directory.
+
+    Raises:
+        FileNotFoundError: Nothing is there.
+        CheckpointError: A directory that is not committed or is torn (the message says how).
+    """
+    if not location:
+        return
+    if not storage.exists(location):
         raise FileNotFoundError(f"{what}: checkpoint not found: {storage.describe(location)}")
+    if storage.is_dir(location):
+        try:
+            read_commit(str(location).rstrip("/"))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{what}: {exc}") from exc
 
 
 def preflight(cfg: Config, work_dir: str, mode: str, checkpoint: str | None = None) -> None:
