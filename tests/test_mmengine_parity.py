@@ -128,3 +128,25 @@ def test_same_loss_and_lr_per_iteration_as_mmengine(tmp_path, by_epoch):
     for ours_p, theirs_p in zip(our_model.state_dict().values(),
                                 their_model.state_dict().values()):
         torch.testing.assert_close(ours_p, theirs_p, rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_saved_by_mmengine_loads_with_load_from(tmp_path):
+    """MMEngine's own CheckpointHook output (message hub with HistoryBuffers and numpy arrays
+    inside) gives its weights to ``load_from`` without unpickling MMEngine classes."""
+    cfg = _common_cfg(by_epoch=True)
+    cfg["train_cfg"] = dict(by_epoch=True, max_epochs=1)
+    runner = MMRunner(model=dict(type=TheirNet), work_dir=str(tmp_path / "theirs"),
+                      default_hooks=dict(logger=None,
+                                         checkpoint=dict(type="CheckpointHook", interval=1)),
+                      log_level=logging.WARNING, experiment_name="ckpt_theirs",
+                      default_scope="mmengine", **cfg)
+    their_model = runner.train()
+    path = tmp_path / "theirs" / "epoch_1.pth"
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(path, weights_only=True)  # why a plain weights-only load is not enough
+
+    ours = Runner(model=dict(type=OurNet), work_dir=str(tmp_path / "ours"),
+                  load_from=str(path), experiment_name="ckpt_ours")
+    ours.load_or_resume()
+    for key, value in their_model.state_dict().items():
+        assert torch.equal(ours.model.state_dict()[key], value), key

@@ -13,9 +13,21 @@ from typing import Any
 
 import torch
 
+# Exact types (not subclasses, which may carry mutable attributes): values that cannot change,
+# so a snapshot may share them.
+_IMMUTABLE_SCALARS = frozenset({int, float, str, bool, bytes, type(None)})
+
+
+def _all_immutable(items: list | tuple) -> bool:
+    return all(type(item) in _IMMUTABLE_SCALARS for item in items)
+
 
 def copy_to_cpu(obj: Any) -> Any:
-    """A snapshot of ``obj`` whose tensors are CPU copies that training can no longer change."""
+    """A snapshot of ``obj`` whose tensors are CPU copies that training can no longer change.
+
+    Lists and tuples of plain scalars (the message hub's histories) are copied shallowly,
+    which is all they need, instead of item by item.
+    """
     if isinstance(obj, torch.Tensor):
         detached = obj.detach()
         if detached.device.type == "cpu":
@@ -24,8 +36,11 @@ def copy_to_cpu(obj: Any) -> Any:
     if isinstance(obj, dict):
         return type(obj)((k, copy_to_cpu(v)) for k, v in obj.items())
     if isinstance(obj, list):
-        return [copy_to_cpu(v) for v in obj]
+        return list(obj) if _all_immutable(obj) else [copy_to_cpu(v) for v in obj]
     if isinstance(obj, tuple):
+        if _all_immutable(obj):
+            # immutable all the way down: a namedtuple is shared, any other tuple made plain
+            return obj if type(obj) is tuple or hasattr(obj, "_fields") else tuple(obj)
         items = [copy_to_cpu(v) for v in obj]
         return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
     return copy.deepcopy(obj)

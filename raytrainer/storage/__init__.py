@@ -9,7 +9,8 @@ else in raytrainer opens user-given paths with ``open`` or ``os``.
 Modules: ``options`` (default fsspec options, ``RAYTRAINER_STORAGE_OPTIONS``), ``location``
 (URL → filesystem, ``join``), ``redaction`` (``redact``, ``describe``), ``errors``
 (``StorageError``, ``is_transient``), ``retry`` (``call_with_retries``), ``files`` (whole-file
-operations), ``streams`` (output/input/append streams), ``arrow`` (``to_pyarrow``).
+operations, ``file_crc32``, ``local_path``), ``streams`` (output/input/append streams),
+``arrow`` (``to_pyarrow``).
 """
 import fsspec
 
@@ -23,10 +24,12 @@ from .errors import (
 )
 from .files import (
     exists,
+    file_crc32,
     file_size,
     get_file,
     is_dir,
     listdir,
+    local_path,
     makedirs,
     open_file,
     put_file,
@@ -57,10 +60,11 @@ from .streams import (
 
 __all__ = [
     "ENV_VAR", "OutputStream", "StorageError", "StorageNotFoundError", "StoragePermissionError",
-    "SyncedTextFile", "call_with_retries", "describe", "error_code", "exists", "file_size",
-    "fsspec", "get_file", "get_filesystem", "is_dir", "is_transient", "is_url", "join",
-    "listdir", "makedirs", "open_file", "open_input_stream", "open_output_stream",
-    "open_text_for_append", "put_file", "read_bytes", "read_text", "redact", "remove",
-    "reset_storage_options", "set_retry_policy", "set_storage_options", "set_sync_interval",
-    "split_storage_options", "storage_options_for", "to_pyarrow", "write_bytes", "write_text",
+    "SyncedTextFile", "call_with_retries", "describe", "error_code", "exists", "file_crc32",
+    "file_size", "fsspec", "get_file", "get_filesystem", "is_dir", "is_transient", "is_url",
+    "join", "listdir", "local_path", "makedirs", "open_file", "open_input_stream",
+    "open_output_stream", "open_text_for_append", "put_file", "read_bytes", "read_text",
+    "redact", "remove", "reset_storage_options", "set_retry_policy", "set_storage_options",
+    "set_sync_interval", "split_storage_options", "storage_options_for", "to_pyarrow",
+    "write_bytes", "write_text",
 ]

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from fsspec import AbstractFileSystem
 
-from .errors import StorageError, is_missing
+from .errors import StorageError, is_missing, storage_error
 from .files import get_file, local_temp_path, open_file, publish_local
 from .location import get_filesystem, is_local, is_object_store
 from .redaction import describe
@@ -60,16 +60,27 @@ class OutputStream(io.RawIOBase):
         super().__init__()
         self._temp = temp
         self._publish = publish
-        self._file: IO[bytes] = open(temp, "wb")  # closed in close() or abort()
         self.location = location
+        try:
+            self._file: IO[bytes] = open(temp, "wb")  # closed in close() or abort()
+        except OSError as exc:
+            raise storage_error(exc, f"write {describe(location)}") from exc
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
+        """Write ``data`` (any bytes-like object); returns its size in bytes.
+
+        Raises:
+            StorageError: The write failed (e.g. the disk is full), naming the location.
+        """
         if self.closed:
             raise ValueError(f"write to a closed stream for {describe(self.location)}")
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise storage_error(exc, f"write {describe(self.location)}") from exc
         return memoryview(data).nbytes
 
     def tell(self) -> int:
@@ -86,6 +97,10 @@ class OutputStream(io.RawIOBase):
         try:
             self._file.close()
             self._publish(self._temp)
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise storage_error(exc, f"write {describe(self.location)}") from exc
         finally:
             self._discard_temp()
             super().close()
@@ -114,12 +129,19 @@ class OutputStream(io.RawIOBase):
             self.abort()
 
 
-def open_output_stream(location: str) -> OutputStream:
+def open_output_stream(location: str, durable: bool = True) -> OutputStream:
     """A binary write stream to ``location``; its data is durable once it is closed.
 
     On local disk the file is written under a hidden temporary name next to it, fsync'ed and
     renamed into place; elsewhere it is spooled to a local temporary file (``$TMPDIR``) and
     uploaded in one retried upload (multipart for large files) on close.
+
+    Args:
+        location: Where the file appears on ``close()``.
+        durable: On local disk, fsync the file (and its directory) when publishing it, so it
+            survives a power loss. ``False`` only renames it into place: still all-or-nothing
+            for readers, for callers that verify content on read (checkpoint CRC-32s). Object
+            stores are durable once an upload returns either way.
 
     Example:
         >>> with open_output_stream("s3://bucket/run/model.pt") as f:  # doctest: +SKIP
@@ -127,9 +149,10 @@ def open_output_stream(location: str) -> OutputStream:
     """
     fs, path = get_filesystem(location)
     if is_local(fs):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return OutputStream(local_temp_path(path), lambda temp: publish_local(temp, path),
-                            location)
+        call_with_retries(os.makedirs, os.path.dirname(path), exist_ok=True,
+                          description=f"create the parent of {describe(location)}")
+        return OutputStream(local_temp_path(path),
+                            lambda temp: publish_local(temp, path, durable), location)
     fd, temp = tempfile.mkstemp(prefix="raytrainer-upload-")
     os.close(fd)
 

@@ -1,6 +1,9 @@
 """Whole-file operations behave the same on local disk, ``memory://`` and S3 (moto server)."""
 from __future__ import annotations
 
+import os
+import zlib
+
 import pytest
 
 from raytrainer import storage
@@ -116,6 +119,33 @@ def test_local_write_leaves_no_temporary_files(tmp_path):
     storage.write_text(str(tmp_path / "a.json"), "2")
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     assert (tmp_path / "a.json").read_text() == "2"
+
+
+def test_file_crc32_is_the_size_and_crc32_of_the_stored_bytes(storage_root):
+    data = os.urandom(9 << 20)  # more than one 8 MiB chunk when streamed from a remote store
+    location = storage.join(storage_root, "c", "blob.bin")
+    storage.write_bytes(location, data)
+    assert storage.file_crc32(location) == (len(data), zlib.crc32(data))
+    empty = storage.join(storage_root, "c", "empty.bin")
+    storage.write_bytes(empty, b"")
+    assert storage.file_crc32(empty) == (0, 0)
+
+
+def test_file_crc32_of_a_missing_file_is_a_not_found_error(storage_root):
+    with pytest.raises(storage.StorageNotFoundError, match=r"cannot checksum .*absent\.bin"):
+        storage.file_crc32(storage.join(storage_root, "absent.bin"))
+
+
+def test_local_path_is_the_file_path_on_local_disk_only(tmp_path, memory_root, s3_bucket):
+    assert storage.local_path(str(tmp_path / "a.pt")) == str(tmp_path / "a.pt")
+    assert storage.local_path(f"file://{tmp_path}/a.pt") == str(tmp_path / "a.pt")
+    relative = storage.local_path("some/rel.pt")
+    assert os.path.isabs(relative) and relative.endswith("some/rel.pt")
+    assert storage.local_path(storage.join(memory_root, "a.pt")) is None
+    assert storage.local_path(storage.join(s3_bucket, "a.pt")) is None
+    storage.write_text(str(tmp_path / "a.pt"), "local")
+    with open(storage.local_path(f"file://{tmp_path}/a.pt")) as f:
+        assert f.read() == "local"
 
 
 def test_file_urls_and_plain_paths_are_the_same_file(tmp_path):

@@ -48,6 +48,23 @@ def test_output_stream_abort_and_unclosed_stream_publish_nothing(storage_root):
     assert not storage.exists(dropped)
 
 
+def test_non_durable_output_stream_is_still_published_whole(storage_root):
+    location = storage.join(storage_root, "fast", "model.pt")
+    with storage.open_output_stream(location, durable=False) as f:
+        f.write(b"first ")
+        f.write(memoryview(b"second"))
+        assert not storage.exists(location)
+    assert storage.read_bytes(location) == b"first second"
+    assert [e["name"] for e in storage.listdir(storage.join(storage_root, "fast"))] == \
+        ["model.pt"]  # no temporary file left behind
+
+
+def test_output_stream_that_cannot_be_created_is_a_storage_error(tmp_path):
+    (tmp_path / "plain").write_text("a file, not a directory")
+    with pytest.raises(storage.StorageError, match=r"cannot create the parent of .*plain/x\.pt"):
+        storage.open_output_stream(str(tmp_path / "plain" / "x.pt"), durable=False)
+
+
 def test_output_stream_rejects_writes_after_close(tmp_path):
     stream = storage.open_output_stream(str(tmp_path / "x.bin"))
     stream.write(b"abc")
