@@ -1,4 +1,19 @@
-"""Saves checkpoints at intervals, keeps the best by a metric, and prunes old ones."""
+"""Saves checkpoints at intervals, keeps the best by a metric, and prunes old ones.
+
+Retention (``max_keep_ckpts=K``) runs each time a regular checkpoint (``epoch_N``/``iter_N``)
+is committed and considers only the checkpoints of the run's lineage (``meta.json``'s
+``lineage``: the first run's timestamp, inherited by every run resumed from one of its
+checkpoints), in commit order. It keeps the K most recently committed, the new one among
+them, and deletes older ones only after the new one is committed, so the checkpoint a run
+resumed from (or the only committed one) survives until a newer one exists. Checkpoints of
+other runs that share the directory are never deleted, even if they got further. ``best_*``
+checkpoints are kept apart: each new best replaces the previous best once it is committed.
+
+On Ray Train the regular checkpoints in the run directory are registered with Ray, whose
+``CheckpointConfig(num_to_keep=K)`` deletes them (see ``raytrainer.launch.report_hook``);
+this hook deletes everything else (``best_*``, checkpoints under an ``out_dir`` outside the
+run directory, and leftovers that Ray never registered) by the rules above.
+"""
 from __future__ import annotations
 
 import logging
@@ -38,8 +53,9 @@ class CheckpointHook(Hook):
         save_optimizer: Include the optimizer state.
         save_param_scheduler: Include the scheduler states.
         out_dir: Root for checkpoints instead of the work_dir (a path or URL).
-        max_keep_ckpts: Keep at most this many regular checkpoints (-1: all). Older ones are
-            deleted only after a newer one is committed.
+        max_keep_ckpts: Keep at most this many regular checkpoints of this run's lineage
+            (-1: all), the most recently committed. Older ones are deleted only after a newer
+            one is committed; other runs' checkpoints in the directory are not counted.
         save_last: Always save after the last epoch/iteration.
         save_best: Metric name(s) (or ``'auto'``: the first metric) whose best value keeps a
             ``best_<metric>_<epoch_N|iter_N>`` checkpoint.
@@ -156,15 +172,26 @@ class CheckpointHook(Hook):
         def committed(location: str) -> None:
             runner.logger.info(f"saved checkpoint {storage.describe(location)}")
             if self.max_keep_ckpts > 0:
-                self._prune(runner, self.checkpoint_dir(runner))
+                self._prune(runner, self.checkpoint_dir(runner), location)
 
         location = self._write(runner, name, committed)
         runner.message_hub.update_info("last_ckpt", location)
         return location
 
-    def _prune(self, runner, root: str) -> None:
-        committed = ckpt.list_checkpoints(root, warn=False)
-        for old in committed[:-self.max_keep_ckpts]:
+    def _prune(self, runner, root: str, newest: str) -> None:
+        """Delete this lineage's checkpoints committed before ``newest`` (just committed)
+        beyond the ``max_keep_ckpts`` most recent, except those another owner deletes."""
+        lineage = ckpt.list_checkpoints(root, warn=False, lineage=runner.lineage)
+        names = [posixpath.basename(location.rstrip("/")) for location in lineage]
+        newest_name = posixpath.basename(newest.rstrip("/"))
+        if newest_name not in names:
+            return  # not listed (deleted meanwhile?): nothing is known to be newer
+        older = lineage[:names.index(newest_name)]
+        keep_older = self.max_keep_ckpts - 1
+        elsewhere = runner.checkpoint_deleted_elsewhere
+        for old in older[:max(len(older) - keep_older, 0)]:
+            if elsewhere is not None and elsewhere(old):
+                continue  # Ray Train deletes the checkpoints it registered
             ckpt.delete_checkpoint(old)
             runner.logger.info(f"max_keep_ckpts={self.max_keep_ckpts}: removed "
                                f"{storage.describe(old)}")

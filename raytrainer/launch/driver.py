@@ -4,7 +4,16 @@
 or starts a local one, builds a ``TorchTrainer`` whose workers each build a Runner from the
 config, and returns when the run is finished. Ray's run directory and the runner's
 ``work_dir`` are the same storage location; worker failures restart the worker group, which
-resumes from the newest committed checkpoint.
+resumes from the most recently committed checkpoint.
+
+Retention: ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` (the CheckpointHook's setting).
+Every regular checkpoint committed in the run directory is registered with Ray in commit order
+and Ray deletes the oldest registered ones beyond that number; the CheckpointHook keeps its
+``max_keep_ckpts`` and deletes what Ray does not track (``best_*`` checkpoints, an ``out_dir``
+outside the run directory, commits a killed run never reported). See
+``raytrainer.launch.report_hook``. Ray's list of checkpoints belongs to the run directory, so a
+fresh run in a ``work_dir`` an earlier Ray run used continues that list: Ray deletes the earlier
+run's registered checkpoints as the new run registers its own.
 """
 from __future__ import annotations
 
@@ -57,6 +66,7 @@ def _connect(settings: RaySettings) -> None:
 
 
 def _checkpoint_keep(cfg: Config) -> int | None:
+    """Ray's ``num_to_keep``: the CheckpointHook's ``max_keep_ckpts`` (None keeps all)."""
     hook = (cfg.get("default_hooks") or {}).get("checkpoint")
     keep = hook.get("max_keep_ckpts", -1) if isinstance(hook, dict) else -1
     return keep if keep and keep > 0 else None
@@ -75,17 +85,6 @@ def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings):
         checkpoint_config=CheckpointConfig(num_to_keep=_checkpoint_keep(cfg)))
 
 
-def _disable_local_pruning(cfg: Config) -> dict:
-    """Ray Train's CheckpointConfig keeps ``max_keep_ckpts``; the hook must not prune too."""
-    hooks = dict(cfg.get("default_hooks") or {})
-    hook = hooks.get("checkpoint")
-    if isinstance(hook, dict) and (hook.get("max_keep_ckpts") or -1) > 0:
-        hook = dict(hook)
-        hook["max_keep_ckpts"] = -1
-        hooks["checkpoint"] = hook
-    return hooks
-
-
 def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None,
            checkpoint: str | None = None) -> LaunchResult:
     """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train."""
@@ -96,7 +95,6 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     spec = decide_run(cfg) if mode == "train" else _eval_spec(cfg)
     preflight(cfg, spec.work_dir, mode, checkpoint)
     worker_cfg = cfg.to_dict()
-    worker_cfg["default_hooks"] = _disable_local_pruning(cfg)
     options = storage.storage_options_for(spec.work_dir) if storage.is_url(spec.work_dir) \
         else {}
     loop_config = dict(cfg=worker_cfg, filename=cfg.filename, spec=spec.to_dict(), mode=mode,

@@ -8,6 +8,24 @@ decides and broadcasts the decision at checks it plans ahead, so ranks rarely co
 Reports use Ray's asynchronous mode with an upload function
 that returns the checkpoint unchanged, since the runner has already written and committed it in
 the run directory: training never waits for Ray's controller.
+
+Checkpoints and retention: every regular checkpoint (``epoch_N``/``iter_N``) committed in the
+run directory is registered with Ray exactly once, in commit order, however many commits
+arrived since the last report (a ``report`` call carries one checkpoint, so a report point
+makes one call per pending checkpoint; rank 0 broadcasts how many, since every rank must call
+``report`` equally often). Ray's ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` then deletes
+the oldest registered ones, after writing its run snapshot, so ``Result.checkpoint`` and
+``Result.best_checkpoints`` always name existing committed directories.
+
+Each checkpoint has exactly one owner that deletes it. Ray owns what it registered: nothing
+else may delete those, because Ray's checkpoint manager fails the run when a directory it
+deletes is already gone (``delete_fs_path`` raises ``FileNotFoundError``), and a new controller
+(a resubmitted run) refuses a run snapshot that lists a missing checkpoint. The CheckpointHook
+skips them (``runner.checkpoint_deleted_elsewhere``) and deletes the rest by its own rules:
+``best_*`` checkpoints (never registered, so they do not count toward Ray's limit),
+checkpoints under an ``out_dir`` outside the run directory (Ray cannot track them), and
+checkpoints in the run directory that Ray does not list when this worker group starts (asked
+with ``get_all_reported_checkpoints``: a run killed between a commit and the next report).
 """
 from __future__ import annotations
 
@@ -18,6 +36,7 @@ from typing import Any
 from .. import dist, storage
 from ..hooks.hook import Hook
 from ..registry import HOOKS
+from ..runner import checkpoint as ckpt
 
 
 def _metrics(runner) -> dict[str, Any]:
@@ -32,6 +51,10 @@ def _metrics(runner) -> dict[str, Any]:
 
 def _keep(checkpoint, _name):
     return checkpoint  # already written and committed by the runner
+
+
+def _regular(location: str) -> bool:
+    return bool(ckpt._REGULAR_NAME.match(location.rstrip("/").rsplit("/", 1)[-1]))
 
 
 @HOOKS.register_module()
@@ -55,12 +78,43 @@ class RayReportHook(Hook):
         self._saves_reported = 0
         self._saves_seen = 0
         self._warned_outside = False
+        self._not_registered: set[str] = set()
 
     def before_run(self, runner) -> None:
         import ray.train
 
         self._context = ray.train.get_context()
         self._saves_reported = self._saves_seen = runner.checkpoint_saves
+        self._run_dir = str(runner.work_dir).rstrip("/")
+        if runner.rank == 0:
+            self._not_registered = self._unregistered_checkpoints(runner)
+            runner.checkpoint_deleted_elsewhere = self._deleted_by_ray
+
+    def _unregistered_checkpoints(self, runner) -> set[str]:
+        """Committed regular checkpoints in the run directory that Ray does not track (it has
+        not registered them, or they predate this Ray run)."""
+        import ray.train
+        from ray.train import CheckpointConsistencyMode
+
+        root = str(runner.checkpoint_dir).rstrip("/")
+        if not root.startswith(self._run_dir + "/"):
+            return set()
+        experiment = self._context.get_storage().experiment_fs_path.rstrip("/")
+        tracked = set()
+        reported = ray.train.get_all_reported_checkpoints(
+            consistency_mode=CheckpointConsistencyMode.COMMITTED, timeout_s=60)
+        for item in reported:
+            path = str(item.checkpoint.path).rstrip("/")
+            if path.startswith(experiment + "/"):
+                tracked.add(self._run_dir + path[len(experiment):])
+        return {location for location in ckpt.list_checkpoints(root, warn=False)
+                if location.rstrip("/") not in tracked}
+
+    def _deleted_by_ray(self, location: str) -> bool:
+        """Whether Ray, not the CheckpointHook, deletes the checkpoint at ``location``: every
+        regular checkpoint in the run directory except those Ray never got (see above)."""
+        return location.startswith(self._run_dir + "/") and _regular(location) and \
+            location not in self._not_registered
 
     def before_train(self, runner) -> None:
         # The rate that plans the checks is measured from here (after a resume, too).
@@ -68,9 +122,13 @@ class RayReportHook(Hook):
         self._checked_iter, self._next_check = runner.iter, 0
 
     def _ray_checkpoint(self, runner, location: str):
+        """The Ray checkpoint to register for a committed location, or None (``best_*``
+        checkpoints and checkpoints outside the run directory are not registered)."""
         from ray.train import Checkpoint
 
         work_dir = str(runner.work_dir).rstrip("/")
+        if not _regular(location):
+            return None
         if not location.startswith(work_dir + "/"):
             if not self._warned_outside:
                 runner.logger.log(logging.WARNING, f"checkpoints in {storage.describe(location)} "
@@ -83,20 +141,30 @@ class RayReportHook(Hook):
         return Checkpoint(path=path, filesystem=run_storage.storage_filesystem)
 
     def _send(self, runner) -> None:
+        """Report the metrics, registering every checkpoint committed since the last report
+        (oldest first, one ``report`` call each; at least one call)."""
         import ray.train
         from ray.train import CheckpointUploadMode
 
-        checkpoint, name = None, None
-        pending = runner.committed_checkpoints
-        if runner.rank == 0 and pending:
-            location = pending[-1]
-            pending.clear()
-            checkpoint = self._ray_checkpoint(runner, location)
-            name = location.rstrip("/").rsplit("/", 1)[-1] if checkpoint else None
-        ray.train.report(_metrics(runner), checkpoint=checkpoint, checkpoint_dir_name=name,
-                         checkpoint_upload_mode=CheckpointUploadMode.ASYNC,
-                         delete_local_checkpoint_after_upload=False,
-                         checkpoint_upload_fn=_keep)
+        checkpoints: list = []
+        if runner.rank == 0:
+            pending = runner.committed_checkpoints
+            while pending:  # the background writer may append meanwhile; the rest waits
+                location = pending.popleft()
+                checkpoint = self._ray_checkpoint(runner, location)
+                if checkpoint is not None:
+                    name = location.rstrip("/").rsplit("/", 1)[-1]
+                    checkpoints.append((checkpoint, name))
+                    self._not_registered.discard(location)  # rewritten by this run
+        count = [len(checkpoints)]
+        dist.broadcast_object_list(count)  # report() is a barrier: the same calls on every rank
+        metrics = _metrics(runner)
+        for index in range(max(count[0], 1)):
+            checkpoint, name = checkpoints[index] if index < len(checkpoints) else (None, None)
+            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name,
+                             checkpoint_upload_mode=CheckpointUploadMode.ASYNC,
+                             delete_local_checkpoint_after_upload=False,
+                             checkpoint_upload_fn=_keep)
         self._last_report = self._clock()
 
     def _saved(self, runner) -> bool:

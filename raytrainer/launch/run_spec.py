@@ -51,9 +51,10 @@ def _absolute(location: str) -> str:
 def decide_run(cfg: Config) -> RunSpec:
     """Fix the run's identity from the config (and the latest checkpoint when resuming).
 
-    ``resume=True``/``'auto'`` continues the newest committed checkpoint in the run's checkpoint
-    directory and adopts its timestamp and seed, so the continued run logs into the same
-    directory and its restarts find the same checkpoints.
+    ``resume=True``/``'auto'`` continues the most recently committed checkpoint in the run's
+    checkpoint directory (as MMEngine continues its most recently saved one, even when an
+    earlier run in the same directory got further) and adopts its timestamp and seed, so the
+    continued run logs into the same directory and its restarts find the same checkpoints.
     """
     if not cfg.get("work_dir"):
         raise ValueError("the config has no 'work_dir'; set it or pass --work-dir")

@@ -5,6 +5,12 @@ loop position, sampler, RNG, message hub, seed) into a checkpoint dict in MMEngi
 (``meta``, ``state_dict``, ``optimizer``, ``param_schedulers``, ``message_hub`` ...) so that
 hooks see what they expect, hands it to ``checkpoint.py`` for storage (directly, or on a
 background thread), and restores it on resume.
+
+Every checkpoint's meta records the run's ``lineage``: the timestamp of the run that started
+the chain of runs this one continues. A fresh run starts a lineage of its own; a resumed run
+inherits the lineage of the checkpoint it resumed from (whatever its own timestamp), so
+retention (``CheckpointHook(max_keep_ckpts=...)``) counts an interrupted-and-resumed run's
+checkpoints together and never touches those of unrelated runs in the same directory.
 """
 from __future__ import annotations
 
@@ -44,11 +50,22 @@ class CheckpointIO:
     ``checkpoint_saves`` counts save calls (the same on every rank); ``committed_checkpoints``
     receives, on rank 0, each location once its commit record is written (possibly from the
     background writer), for hooks that publish checkpoints elsewhere (Ray Train).
+    ``checkpoint_deleted_elsewhere``, when a hook sets it (RayReportHook), tells whether
+    another owner deletes the checkpoint at a location (Ray Train's checkpoint manager deletes
+    what it registered), so the CheckpointHook's retention leaves it alone.
     """
 
     _async_checkpointer: AsyncCheckpointer | None = None
+    _lineage: str | None = None
     checkpoint_saves: int = 0
     committed_checkpoints: collections.deque
+    checkpoint_deleted_elsewhere: Callable[[str], bool] | None = None
+
+    @property
+    def lineage(self) -> str:
+        """The checkpoint lineage this run continues: its own timestamp, or the lineage of the
+        checkpoint it resumed from."""
+        return self._lineage or self.timestamp
 
     @property
     def checkpoint_dir(self) -> str:
@@ -72,7 +89,8 @@ class CheckpointIO:
         info.setdefault("iter", progress["iter"])
         info.update(inner_iter=progress["inner_iter"], loop_epoch=progress["epoch"],
                     by_epoch=by_epoch, seed=self.seed, experiment_name=self.experiment_name,
-                    timestamp=self.timestamp, world_size=self.world_size,
+                    timestamp=self.timestamp, lineage=self.lineage,
+                    world_size=self.world_size,
                     cfg=self.cfg.pretty_text if self.cfg else "",
                     time=time.strftime("%Y%m%d_%H%M%S"), raytrainer_version=__version__)
         if loop is not None and hasattr(loop.dataloader.dataset, "metainfo"):
@@ -201,6 +219,9 @@ class CheckpointIO:
         if self._train_loop is None:
             return  # val/test runs need the weights only
         meta = checkpoint.get("meta", {})
+        # The continued run belongs to the checkpoint's lineage (older checkpoints have none:
+        # their run's timestamp started it); a single-file checkpoint starts a new one.
+        self._lineage = meta.get("lineage") or meta.get("timestamp") or None
         saved_world = meta.get("world_size", self.world_size)
         if saved_world != self.world_size:
             self.logger.warning(f"{storage.describe(filename)} was saved by {saved_world} ranks, "
@@ -246,7 +267,8 @@ class CheckpointIO:
             scheduler.load_state_dict(state)
 
     def _resume_latest(self) -> None:
-        """Resume from the newest usable checkpoint, falling back past corrupt ones."""
+        """Resume from the most recently committed usable checkpoint, falling back past
+        corrupt ones to the one committed before."""
         root = self.checkpoint_dir
         # A run whose timestamp was given (by the Ray driver) resumes only its own checkpoints:
         # older runs that used the same work_dir may have got further.

@@ -10,6 +10,7 @@ import torch
 from raytrainer import launch, storage
 from raytrainer.config import Config
 from raytrainer.runner import Runner
+from raytrainer.runner import checkpoint as ckpt
 
 from .conftest import ROOT, Killer
 
@@ -51,11 +52,20 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 @pytest.fixture(scope="module")
 def straight(ray_cluster, tmp_path_factory):
-    """An uninterrupted 2-worker run every fault test compares against."""
+    """An uninterrupted 2-worker run every fault test compares against.
+
+    It also validates after every epoch, keeps the best checkpoint and saves in the background
+    (none of which changes the weights: validation leaves the global RNG alone), so checkpoint
+    retention on Ray is checked with best_* checkpoints and commits that land between reports.
+    """
     root = tmp_path_factory.mktemp("straight")
     out = root / "out"
     out.mkdir()
-    result = launch.train(digits_cfg(root / "work", out), num_workers=2)
+    cfg = digits_cfg(root / "work", out)
+    cfg.merge_from_dict({"train_cfg.val_interval": 1,
+                         "default_hooks.checkpoint.save_best": "auto",
+                         "default_hooks.checkpoint.async_save": True})
+    result = launch.train(cfg, num_workers=2)
     return dict(result=result, out=out, work=root / "work")
 
 
@@ -88,9 +98,20 @@ def test_ray_result_and_storage_agree(straight):
     assert result.result.checkpoint.path == last
     assert result.result.metrics["iter"] == iters
     assert result.result.metrics["val/accuracy/top1"] == result.metrics["accuracy/top1"]
-    # Ray Train keeps max_keep_ckpts=2 of the checkpoints it registered
-    kept = sorted(e["name"] for e in storage.listdir(os.path.join(str(work), "checkpoints")))
-    assert kept == ["iter_60", f"iter_{iters}"]
+    # Every regular checkpoint (iter_20 ... iter_69) was registered, in order, and Ray Train
+    # kept max_keep_ckpts=2 of them; the best checkpoint (saved after iter_69, validated each
+    # epoch) is the hook's and does not count. Nothing else is left on storage.
+    root = os.path.join(str(work), "checkpoints")
+    kept = sorted(e["name"] for e in storage.listdir(root))
+    best = [name for name in kept if name.startswith("best_")]
+    assert len(best) == 1 and best[0] in {f"best_accuracy_top1_iter_{n}" for n in (23, 46, 69)}
+    assert kept == sorted(best + ["iter_60", f"iter_{iters}"])
+    assert all(ckpt.is_committed(os.path.join(root, name)) for name in kept)
+    registered = [checkpoint.path for checkpoint, _ in result.result.best_checkpoints]
+    assert registered == [os.path.join(root, "iter_60"), last]
+    # each carries the metrics of the report that registered it (at or after its save)
+    assert all(m["iter"] >= n - 1
+               for (_, m), n in zip(result.result.best_checkpoints, (60, iters)))
 
 
 def test_two_rank_validation_equals_one_process(straight, tmp_path):
