@@ -109,6 +109,7 @@ class LoggerHook(Hook):
         self.log_metric_by_epoch = log_metric_by_epoch
         self.json_log_path: str | None = None
         self._run_out_dir: str | None = None
+        self._train_length: int | None = None
 
     def before_run(self, runner) -> None:
         """Name this run's JSON log and its copy destination under ``out_dir``."""
@@ -122,19 +123,24 @@ class LoggerHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                          outputs: dict | None = None) -> None:
         """Log the experiment name and the train line when their intervals come round."""
-        dataloader = runner.train_dataloader
-        end_of_epoch = self.end_of_epoch(dataloader, batch_idx)
+        # This runs every iteration: the dataloader's length is read once per epoch.
+        length = self._train_length
+        if length is None:
+            length = self._train_length = len(runner.train_dataloader)
+        end_of_epoch = batch_idx + 1 == length
         if self.every_n_train_iters(runner, self.interval_exp_name) or end_of_epoch:
             runner.logger.info(f"Exp name: {runner.experiment_name}")
         if not self.every_n_inner_iters(batch_idx, self.interval):
-            # This runs every iteration: the dataloader's length is only needed at an epoch's
-            # end. A short epoch (<= interval) would otherwise never be logged with ignore_last.
-            if not end_of_epoch or (self.ignore_last and len(dataloader) > self.interval):
+            # A short epoch (<= interval) would otherwise never be logged with ignore_last.
+            if not end_of_epoch or (self.ignore_last and length > self.interval):
                 return
         tag, log_str = runner.log_processor.get_log_after_iter(runner, batch_idx, "train")
         runner.logger.info(log_str)
         runner.visualizer.add_scalars(tag, step=runner.iter + 1,
                                       file_path=self._json_name(runner))
+
+    def before_train_epoch(self, runner) -> None:
+        self._train_length = None  # a new epoch may come from another dataloader
 
     def after_val_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                        outputs=None) -> None:

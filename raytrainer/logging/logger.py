@@ -16,6 +16,18 @@ _FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 _DATEFMT = "%Y/%m/%d %H:%M:%S"
 
 
+class _OnceFormatter(logging.Formatter):
+    """A formatter shared by the console and file handlers that formats each record once."""
+
+    _record: logging.LogRecord | None = None
+    _text = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record is not self._record:
+            self._text, self._record = super().format(record), record
+        return self._text
+
+
 class _FlushingStreamHandler(logging.StreamHandler):
     """Stream handler over a (possibly remote) file object; flushes after every record."""
 
@@ -57,7 +69,7 @@ class MMLogger(logging.Logger, ManagerMixin):
         self.setLevel(level)
         self.propagate = False
         self.log_file = log_file
-        formatter = logging.Formatter(_FORMAT, _DATEFMT)
+        formatter = _OnceFormatter(_FORMAT, _DATEFMT)
         console = logging.StreamHandler(sys.stdout)
         console.setFormatter(formatter)
         console.setLevel(level if rank == 0 else logging.ERROR)
@@ -67,6 +79,12 @@ class MMLogger(logging.Logger, ManagerMixin):
             handler.setFormatter(formatter)
             handler.setLevel(level)
             self.addHandler(handler)
+
+    def findCaller(self, stack_info: bool = False, stacklevel: int = 1):
+        # The format names no file, line or function: skip walking the stack for them.
+        if stack_info:
+            return super().findCaller(stack_info, stacklevel + 1)
+        return "(unknown file)", 0, "(unknown function)", None
 
     def close(self) -> None:
         """Flush and close the file handler (the run ended)."""
