@@ -11,9 +11,9 @@ Every regular checkpoint committed in the run directory is registered with Ray i
 and Ray deletes the oldest registered ones beyond that number; the CheckpointHook keeps its
 ``max_keep_ckpts`` and deletes what Ray does not track (``best_*`` checkpoints, an ``out_dir``
 outside the run directory, commits a killed run never reported). See
-``raytrainer.launch.report_hook``. Ray's list of checkpoints belongs to the run directory, so a
-fresh run in a ``work_dir`` an earlier Ray run used continues that list: Ray deletes the earlier
-run's registered checkpoints as the new run registers its own.
+``raytrainer.launch.report_hook``. Ray keeps its list of checkpoints in the run directory; a
+run that does not continue the latest checkpoint (``resume=True``) starts that list afresh
+(:func:`_forget_earlier_ray_runs`), so Ray only ever deletes checkpoints this run registered.
 """
 from __future__ import annotations
 
@@ -85,6 +85,32 @@ def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings):
         checkpoint_config=CheckpointConfig(num_to_keep=_checkpoint_keep(cfg)))
 
 
+def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
+    """Start Ray's checkpoint bookkeeping afresh unless this run continues the work_dir's
+    most recent checkpoint (``resume=True``/``'auto'``).
+
+    Ray keeps the checkpoints it registered in the run directory (its checkpoint manager
+    snapshot) and, when the same directory is used again, goes on counting and deleting them.
+    A fresh run, or one resumed from an older checkpoint, writes checkpoint names that earlier
+    ones used: Ray would delete the earlier run's checkpoints, and a delete that lags behind
+    could remove a new checkpoint saved under an old name. Without the snapshot Ray only deletes
+    what this launch registers; the CheckpointHook owns the rest (it never deletes another
+    lineage's checkpoints).
+    """
+    if cfg.get("resume") in (True, "auto") and spec.resume:
+        return
+    try:
+        from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+    except ImportError:  # pragma: no cover - the name Ray 2.60 uses
+        CHECKPOINT_MANAGER_SNAPSHOT_FILENAME = "checkpoint_manager_snapshot.json"
+    snapshot = storage.join(spec.work_dir, CHECKPOINT_MANAGER_SNAPSHOT_FILENAME)
+    if storage.exists(snapshot):
+        storage.remove(snapshot)
+        print_log(f"{storage.describe(spec.work_dir)} held an earlier Ray run: Ray's record of "
+                  "its checkpoints was reset, so Ray deletes only this run's checkpoints (the "
+                  "earlier ones stay)", logger="current")
+
+
 def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None,
            checkpoint: str | None = None) -> LaunchResult:
     """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train."""
@@ -94,6 +120,8 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     settings = settings or RaySettings.from_config(cfg.get("ray"))
     spec = decide_run(cfg) if mode == "train" else _eval_spec(cfg)
     preflight(cfg, spec.work_dir, mode, checkpoint)
+    if mode == "train":
+        _forget_earlier_ray_runs(cfg, spec)
     worker_cfg = cfg.to_dict()
     options = storage.storage_options_for(spec.work_dir) if storage.is_url(spec.work_dir) \
         else {}

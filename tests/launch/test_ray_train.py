@@ -164,3 +164,17 @@ def test_resubmitting_a_failed_run_continues_its_last_checkpoint(straight, tmp_p
     assert {r["timestamp"] for r in records} == {first[0]["timestamp"]}  # same run, same logs
     assert result.details["resumed_from"].endswith("iter_40")
     assert_same_weights(weights(out), weights(straight["out"]))
+
+    # A fresh run in the same work_dir: Ray must not go on deleting the earlier run's
+    # checkpoints (another lineage), and every checkpoint Ray reports must exist.
+    checkpoint_dir = os.path.join(str(tmp_path / "work"), "checkpoints")
+    earlier = ckpt.list_checkpoints(checkpoint_dir)
+    assert len(earlier) == 2
+    cfg.resume = False
+    cfg.merge_from_dict({"train_cfg.max_epochs": 1, "train_cfg.val_interval": 1})
+    fresh = launch.train(cfg, num_workers=2)
+    for location in earlier:
+        ckpt.read_commit(location)  # still there and complete
+    reported = [str(c.path) for c, _ in fresh.result.best_checkpoints]
+    assert reported and all(storage.exists(path) for path in reported)
+    assert not set(reported) & {str(location) for location in earlier}
