@@ -140,8 +140,6 @@ class Runner(CheckpointIO):
         if param_scheduler is not None and optim_wrapper is None:
             raise ValueError("param_scheduler needs an optim_wrapper")
         self._train_dataloader, self._train_loop = train_dataloader, train_cfg
-        self._built_train_loop = None if train_cfg is None or isinstance(train_cfg, Mapping) \
-            else train_cfg
         self._val_dataloader, self._val_loop, self._val_evaluator = \
             val_dataloader, val_cfg, val_evaluator
         self._test_dataloader, self._test_loop, self._test_evaluator = \
@@ -284,20 +282,16 @@ class Runner(CheckpointIO):
     @property
     def train_loop_or_none(self):
         """The train loop if it has been built (no building side effects)."""
-        return self._built_train_loop
+        loop = self._train_loop
+        return loop if loop is not None and not isinstance(loop, Mapping) else None
 
     @property
     def train_loop(self):
-        # Hooks read the loop (iter, epoch, dataloader) several times per iteration: once it
-        # is built this is one attribute read.
-        loop = self._built_train_loop
-        if loop is None:
-            if self._train_loop is None:
-                raise RuntimeError("this runner has no train loop: pass train_dataloader, "
-                                   "train_cfg and optim_wrapper")
-            loop = self._train_loop = self._built_train_loop = \
-                self.build_train_loop(self._train_loop)
-        return loop
+        if self._train_loop is None:
+            raise RuntimeError("this runner has no train loop: pass train_dataloader, train_cfg "
+                               "and optim_wrapper")
+        self._train_loop = self.build_train_loop(self._train_loop)
+        return self._train_loop
 
     @property
     def val_loop(self):
@@ -485,7 +479,7 @@ class Runner(CheckpointIO):
         if not hasattr(inner, "train_step"):
             raise TypeError(f"{type(inner).__name__} has no train_step; derive it from "
                             "raytrainer.model.BaseModel")
-        loop = self.train_loop  # built once; kept for the hooks' per-iteration reads
+        loop = self.train_loop
         self.optim_wrapper = self.build_optim_wrapper(self.optim_wrapper)
         self.lr_scale_factor = build.scale_lr(self, self.optim_wrapper, self.auto_scale_lr)
         if self.param_schedulers is not None:
