@@ -53,10 +53,6 @@ def _keep(checkpoint, _name):
     return checkpoint  # already written and committed by the runner
 
 
-def _regular(location: str) -> bool:
-    return bool(ckpt._REGULAR_NAME.match(location.rstrip("/").rsplit("/", 1)[-1]))
-
-
 @HOOKS.register_module()
 class RayReportHook(Hook):
     """Reports to Ray Train (added automatically to runs launched on Ray).
@@ -113,7 +109,7 @@ class RayReportHook(Hook):
     def _deleted_by_ray(self, location: str) -> bool:
         """Whether Ray, not the CheckpointHook, deletes the checkpoint at ``location``: every
         regular checkpoint in the run directory except those Ray never got (see above)."""
-        return location.startswith(self._run_dir + "/") and _regular(location) and \
+        return location.startswith(self._run_dir + "/") and ckpt.is_regular(location) and \
             location not in self._not_registered
 
     def before_train(self, runner) -> None:
@@ -126,10 +122,9 @@ class RayReportHook(Hook):
         checkpoints and checkpoints outside the run directory are not registered)."""
         from ray.train import Checkpoint
 
-        work_dir = str(runner.work_dir).rstrip("/")
-        if not _regular(location):
+        if not ckpt.is_regular(location):
             return None
-        if not location.startswith(work_dir + "/"):
+        if not location.startswith(self._run_dir + "/"):
             if not self._warned_outside:
                 runner.logger.log(logging.WARNING, f"checkpoints in {storage.describe(location)} "
                                   "are outside the run directory; Ray Train will not track "
@@ -137,7 +132,7 @@ class RayReportHook(Hook):
                 self._warned_outside = True
             return None
         run_storage = self._context.get_storage()
-        path = run_storage.experiment_fs_path.rstrip("/") + location[len(work_dir):]
+        path = run_storage.experiment_fs_path.rstrip("/") + location[len(self._run_dir):]
         return Checkpoint(path=path, filesystem=run_storage.storage_filesystem)
 
     def _send(self, runner) -> None:

@@ -60,6 +60,12 @@ _LARGE_FILE_BYTES = 16 << 20
 _T = TypeVar("_T")
 
 
+def is_regular(location: str) -> bool:
+    """Whether ``location`` names a regular checkpoint (``epoch_N``/``iter_N``; not ``best_*``
+    or a custom name), the kind that is listed, retained by count and resumed from."""
+    return _REGULAR_NAME.match(str(location).rstrip("/").rsplit("/", 1)[-1]) is not None
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, not committed, torn or unreadable."""
 
@@ -482,7 +488,7 @@ def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
     """
     found = []
     for entry in storage.listdir(root):
-        if entry["type"] != "directory" or not _REGULAR_NAME.match(entry["name"]):
+        if entry["type"] != "directory" or not is_regular(entry["name"]):
             continue
         location = storage.join(str(root).rstrip("/"), entry["name"])
         try:
