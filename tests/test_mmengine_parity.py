@@ -17,10 +17,12 @@ from mmengine.hooks import Hook as MMHook  # noqa: E402
 from mmengine.model import BaseModel as MMBaseModel  # noqa: E402
 from mmengine.runner import Runner as MMRunner  # noqa: E402
 
+from raytrainer import storage  # noqa: E402
 from raytrainer.dataset import DigitsDataset  # noqa: E402
 from raytrainer.hooks import Hook  # noqa: E402
 from raytrainer.model import BaseModel  # noqa: E402
 from raytrainer.runner import Runner  # noqa: E402
+from raytrainer.runner.checkpoint import load_checkpoint  # noqa: E402
 
 
 def _layers() -> nn.Sequential:
@@ -150,3 +152,10 @@ def test_a_checkpoint_saved_by_mmengine_loads_with_load_from(tmp_path):
     ours.load_or_resume()
     for key, value in their_model.state_dict().items():
         assert torch.equal(ours.model.state_dict()[key], value), key
+    # The same file from a store without local paths (read as bytes, then parsed twice).
+    remote = "memory://mmengine-parity/epoch_1.pth"
+    storage.write_bytes(remote, path.read_bytes())
+    loaded = load_checkpoint(remote)
+    for key, value in their_model.state_dict().items():
+        assert torch.equal(loaded["state_dict"][key], value), key
+    assert loaded["meta"]["epoch"] == 1 and "message_hub" not in loaded

@@ -445,9 +445,10 @@ def _load_foreign(location: str, source: Any, map_location,
     """The weights of a single-file checkpoint from another engine (MMEngine pickles its
     message hub), read without importing or calling anything it names."""
     what = storage.describe(location)
-    data = source.getvalue() if isinstance(source, io.BytesIO) else storage.read_bytes(location)
+    if isinstance(source, io.BytesIO):
+        source.seek(0)  # the weights-only attempt read part of it
     try:
-        loaded, skipped = load_foreign_checkpoint(data, map_location)
+        loaded, skipped = load_foreign_checkpoint(source, map_location)
     except Exception as exc:
         raise CheckpointError(f"cannot read {what}: {error}; read without its non-torch "
                               f"classes, it still fails: {exc}") from exc

@@ -12,7 +12,6 @@ This module owns that reader; choosing when to use it is :mod:`.checkpoint`'s bu
 """
 from __future__ import annotations
 
-import io
 import pickle
 from typing import Any
 
@@ -45,8 +44,12 @@ def _allowed_globals() -> dict[str, Any]:
 class _Unpickler(pickle.Unpickler):
     """Resolves only the globals torch's weights-only loader allows; the rest are opaque."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._allowed = _allowed_globals()  # built once per file, not per global it names
+
     def find_class(self, module: str, name: str) -> Any:
-        allowed = _allowed_globals().get(f"{module}.{name}")
+        allowed = self._allowed.get(f"{module}.{name}")
         return allowed if allowed is not None else _opaque_class(module, name)
 
 
@@ -72,8 +75,9 @@ def _plain(value: Any) -> bool:
                                                torch.dtype, torch.device, torch.Size))
 
 
-def load_foreign_checkpoint(data: bytes, map_location: Any) -> tuple[dict, list[str]]:
-    """The plain entries of a checkpoint that needs classes outside torch's allowlist.
+def load_foreign_checkpoint(source: Any, map_location: Any) -> tuple[dict, list[str]]:
+    """The plain entries of a checkpoint (a local path or a binary file object) that needs
+    classes outside torch's allowlist.
 
     Returns:
         ``(checkpoint, skipped)``: ``state_dict``, ``meta`` (its plain items) and ``optimizer``
@@ -82,12 +86,12 @@ def load_foreign_checkpoint(data: bytes, map_location: Any) -> tuple[dict, list[
     Raises:
         ValueError: The file holds no dict with a plain ``state_dict``.
     """
-    loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=False,
+    loaded = torch.load(source, map_location=map_location, weights_only=False,
                         pickle_module=_PickleModule)
-    if not isinstance(loaded, dict) or not _plain(loaded.get("state_dict", None)) or \
-            not isinstance(loaded.get("state_dict"), dict):
+    state = loaded.get("state_dict") if isinstance(loaded, dict) else None
+    if not isinstance(state, dict) or not _plain(state):
         raise ValueError("it holds no plain 'state_dict' (only tensors and builtin types)")
-    checkpoint = {"state_dict": loaded["state_dict"]}
+    checkpoint = {"state_dict": state}
     meta = loaded.get("meta")
     if isinstance(meta, dict):
         checkpoint["meta"] = {k: v for k, v in meta.items() if _plain(k) and _plain(v)}
