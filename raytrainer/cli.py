@@ -34,20 +34,42 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", action="store_true",
                         help="one GPU per worker (NCCL); sets ray.use_gpu=True")
     parser.add_argument("--address", metavar="ADDR",
-                        help="Ray cluster to join ('auto' for the local cluster started with "
-                             "`ray start`); default: RAY_ADDRESS, else a new local instance")
+                        help="Ray cluster to join: 'auto' (the cluster `ray start` made on this "
+                             "machine), HOST:PORT or ray://HOST:PORT; default: RAY_ADDRESS, "
+                             "else a private local instance started for this run")
     parser.add_argument("--debug", action="store_true",
                         help="print the full traceback when the command fails")
 
 
+_EXAMPLES = {
+    "train": """examples:
+  raytrainer train configs/digits/mlp.py                       # 2 workers, private local Ray
+  raytrainer train configs/digits/mlp.py --launcher none       # this process, no Ray
+  raytrainer train configs/digits/mlp.py --num-workers 4 --gpu --address auto
+  raytrainer train configs/digits/mlp.py --cfg-options train_cfg.max_epochs=5 \\
+      optim_wrapper.optimizer.lr=0.1 'model.hidden_dims=[128,128]'
+  raytrainer train configs/digits/mlp.py --resume              # latest committed checkpoint
+  raytrainer train configs/digits/mlp.py --work-dir s3://bucket/runs/digits""",
+    "val": """examples:
+  raytrainer val configs/digits/mlp.py --checkpoint work_dirs/digits_mlp/checkpoints/epoch_20""",
+    "test": """examples:
+  raytrainer test configs/digits/mlp.py --checkpoint work_dirs/digits_mlp/checkpoints/epoch_20
+  raytrainer test configs/digits/mlp.py --checkpoint model.pth --launcher none""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="raytrainer", description="Train, validate and test MMEngine-style configs.")
+        prog="raytrainer", description="Train, validate and test MMEngine-style configs.",
+        epilog="run 'raytrainer COMMAND --help' for a command's flags and examples",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a config",
                                 description="Train a config on Ray Train (or in this process "
-                                            "with --launcher none).")
+                                            "with --launcher none).",
+                                epilog=_EXAMPLES["train"],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(train)
     train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                        help="resume: without a value from the latest committed checkpoint in "
@@ -62,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, verb in (("val", "validate"), ("test", "test")):
         sub = commands.add_parser(name, help=f"{verb} a checkpoint",
-                                  description=f"Load a checkpoint's weights and {verb} it.")
+                                  description=f"Load a checkpoint's weights and {verb} it.",
+                                  epilog=_EXAMPLES[name],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_common(sub)
         sub.add_argument("--checkpoint", required=True, metavar="CHECKPOINT",
                          help="checkpoint directory or .pth file (path or URL)")
@@ -149,10 +173,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _innermost(exc: BaseException) -> BaseException:
-    """The worker's own exception inside Ray's wrappers (TrainingFailedError, RayTaskError)."""
+    """The worker's own exception inside Ray's wrappers (TrainingFailedError, RayTaskError):
+    the first rank's error that a restart cannot fix, else the lowest failed rank's."""
     failures = getattr(exc, "worker_failures", None)
     if failures:
-        exc = failures[min(failures)]
+        from .launch.failures import deterministic_failures, user_exception
+
+        found = deterministic_failures(exc)
+        failure = failures[min(failures)]
+        exc = next(iter(found.values())) if found else (user_exception(failure) or failure)
     cause = getattr(exc, "cause", None)
     while isinstance(cause, BaseException):
         exc, cause = cause, getattr(cause, "cause", None)

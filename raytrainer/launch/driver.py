@@ -1,10 +1,12 @@
 """The driver: decides the run's identity once, then runs one Runner per rank on Ray Train.
 
-``train(cfg)`` (and ``val``/``test``) connects to a Ray cluster (``address``/``RAY_ADDRESS``)
-or starts a local one, builds a ``TorchTrainer`` whose workers each build a Runner from the
-config, and returns when the run is finished. Ray's run directory and the runner's
-``work_dir`` are the same storage location; worker failures restart the worker group, which
-resumes from the most recently committed checkpoint.
+``train(cfg)`` (and ``val``/``test``) joins the Ray cluster named by ``address``/``RAY_ADDRESS``
+or starts a private local instance (:mod:`raytrainer.launch.cluster`), builds a
+``TorchTrainer`` whose workers each build a Runner from the config, and returns when the run
+is finished. Ray's run directory and the runner's ``work_dir`` are the same storage location;
+worker failures that a restart can fix restart the worker group, which resumes from the most
+recently committed checkpoint; errors that would recur end the run at once
+(:mod:`raytrainer.launch.failures`).
 
 Retention: ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` (the CheckpointHook's setting).
 Every regular checkpoint committed in the run directory is registered with Ray in commit order
@@ -27,6 +29,9 @@ from typing import Any
 from .. import storage
 from ..config import Config
 from ..logging import print_log
+from .cluster import check_feasible, connect
+from .failures import FailFastTorchTrainer
+from .paths import import_roots, resolve_locations
 from .preflight import preflight
 from .run_spec import RunSpec, decide_run
 from .settings import RaySettings
@@ -48,21 +53,6 @@ class LaunchResult:
     metrics: dict
     result: Any
     details: dict
-
-
-def _connect(settings: RaySettings) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = settings.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        print_log(f"joined the Ray cluster at {address}", logger="current")
-    else:
-        ray.init(num_cpus=settings.num_cpus)
-        print_log("started a local Ray instance (set RAY_ADDRESS or --address to join a "
-                  "cluster)", logger="current")
 
 
 def _checkpoint_keep(cfg: Config) -> int | None:
@@ -113,47 +103,48 @@ def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
 
 def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None,
            checkpoint: str | None = None) -> LaunchResult:
-    """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train."""
+    """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train.
+
+    Every check that needs no workers runs first (locations resolved against this process's
+    working directory, config types, storage reachable with the config's storage options,
+    checkpoints committed); then Ray is connected (a private local instance unless a cluster
+    is named) and the cluster's room for the workers is checked before any worker starts.
+    """
     from ray.train import ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
     settings = settings or RaySettings.from_config(cfg.get("ray"))
+    cfg, checkpoint = resolve_locations(cfg, checkpoint)
+    options = storage.resolved_storage_options(cfg.get("storage"))
+    storage.set_storage_options(options)
     spec = decide_run(cfg) if mode == "train" else _eval_spec(cfg)
     preflight(cfg, spec.work_dir, mode, checkpoint)
     if mode == "train":
         _forget_earlier_ray_runs(cfg, spec)
-    worker_cfg = cfg.to_dict()
-    options = storage.storage_options_for(spec.work_dir) if storage.is_url(spec.work_dir) \
-        else {}
-    loop_config = dict(cfg=worker_cfg, filename=cfg.filename, spec=spec.to_dict(), mode=mode,
-                       checkpoint=checkpoint, storage=Secret(_protocol_options(spec, options)),
+    loop_config = dict(cfg=cfg.to_dict(), filename=cfg.filename, spec=spec.to_dict(), mode=mode,
+                       checkpoint=checkpoint, storage=Secret(options),
+                       import_roots=import_roots(cfg),
                        report_interval_s=settings.report_interval_s)
     if settings.worker_group_start_timeout_s is not None:
         os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
             str(settings.worker_group_start_timeout_s)
-    _connect(settings)
-    trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=settings.num_workers,
-                                     use_gpu=settings.use_gpu,
-                                     resources_per_worker=settings.resources_per_worker,
-                                     placement_strategy=settings.placement_strategy),
-        torch_config=TorchConfig(backend=settings.torch_backend),
-        run_config=_run_config(cfg, spec, settings))
-    print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
-              f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
-              f"seed={spec.seed} resume={spec.resume!r}", logger="current")
-    result = trainer.fit()
+    with connect(settings) as connection:
+        check_feasible(settings, connection, settings.worker_group_start_timeout_s)
+        trainer = FailFastTorchTrainer(
+            train_loop_per_worker, train_loop_config=loop_config,
+            scaling_config=ScalingConfig(num_workers=settings.num_workers,
+                                         use_gpu=settings.use_gpu,
+                                         resources_per_worker=settings.resources_per_worker,
+                                         placement_strategy=settings.placement_strategy),
+            torch_config=TorchConfig(backend=settings.torch_backend),
+            run_config=_run_config(cfg, spec, settings))
+        print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
+                  f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
+                  f"seed={spec.seed} resume={spec.resume!r}", logger="current")
+        result = trainer.fit()
     details = _read_result(spec)
     return LaunchResult(spec=spec, metrics=details.get("metrics", {}), result=result,
                         details=details)
-
-
-def _protocol_options(spec: RunSpec, options: dict) -> dict:
-    if not options:
-        return {}
-    protocol = spec.work_dir.split("://", 1)[0]
-    return {protocol: options}
 
 
 def _eval_spec(cfg: Config) -> RunSpec:

@@ -19,7 +19,10 @@ class RaySettings:
         use_gpu: Put every worker on a GPU (NCCL backend by default).
         resources_per_worker: Ray resources per worker, e.g. ``{"CPU": 2}``.
         placement_strategy: ``PACK``, ``SPREAD``, ``STRICT_PACK`` or ``STRICT_SPREAD``.
-        max_failures: Worker-group restarts to attempt after a worker dies (-1: unlimited).
+        max_failures: Worker-group restarts to attempt after a failure a restart can fix (a
+            worker or node died, a collective broke, a transient storage error); -1:
+            unlimited, 0: none. Errors that would recur (config, import, checkpoint mismatch)
+            are never retried. Default 3.
         controller_failure_limit: Times the run may fail to (re)start its worker group, e.g.
             for lack of resources, before giving up (-1: unlimited).
         backend: ``'gloo'`` or ``'nccl'``; defaults to nccl with GPUs, gloo without.
@@ -27,14 +30,17 @@ class RaySettings:
         num_cpus: CPUs of a local instance started by the driver (default: all).
         report_interval_s: Minimum seconds between periodic metric reports to Ray (reports
             after validation, with checkpoints and at the end always happen).
-        worker_group_start_timeout_s: Seconds to wait for the workers' resources.
+        worker_group_start_timeout_s: Seconds to wait for the workers' resources: on a joined
+            cluster that cannot hold the workers yet (nodes still starting, an autoscaler),
+            the driver waits this long before failing (default 60); an instance the driver
+            started is checked once.
     """
 
     num_workers: int = 1
     use_gpu: bool = False
     resources_per_worker: dict | None = None
     placement_strategy: str = "PACK"
-    max_failures: int = 0
+    max_failures: int = 3
     controller_failure_limit: int = 3
     backend: str | None = None
     address: str | None = None

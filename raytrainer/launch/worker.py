@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 from .. import storage
@@ -61,6 +63,9 @@ def train_loop_per_worker(config: dict) -> None:
     Rank 0 writes ``<log_dir>/result.json`` with the final metrics for the driver.
     """
     storage.set_storage_options(config["storage"].value)
+    for root in reversed(config.get("import_roots") or []):
+        if os.path.isdir(root) and root not in sys.path:
+            sys.path.insert(0, root)  # custom_imports resolve as on the driver
     runner = Runner.from_cfg(_runner_cfg(config))
     mode = config["mode"]
     if mode == "train":

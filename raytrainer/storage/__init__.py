@@ -43,6 +43,7 @@ from .location import get_filesystem, is_url, join
 from .options import (
     ENV_VAR,
     reset_storage_options,
+    resolved_storage_options,
     set_storage_options,
     split_storage_options,
     storage_options_for,
@@ -64,7 +65,8 @@ __all__ = [
     "file_size", "fsspec", "get_file", "get_filesystem", "is_dir", "is_transient", "is_url",
     "join", "listdir", "local_path", "makedirs", "open_file", "open_input_stream",
     "open_output_stream", "open_text_for_append", "put_file", "read_bytes", "read_text",
-    "redact", "remove", "reset_storage_options", "set_retry_policy", "set_storage_options",
+    "redact", "remove", "reset_storage_options", "resolved_storage_options",
+    "set_retry_policy", "set_storage_options",
     "set_sync_interval", "split_storage_options", "storage_options_for", "to_pyarrow",
     "write_bytes", "write_text",
 ]

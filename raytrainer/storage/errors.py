@@ -23,7 +23,11 @@ class StorageError(OSError):
     """A storage operation failed for good (after retries, if it was transient).
 
     The message names the location and the reason; the original exception is ``__cause__``.
+    ``transient`` says whether the last failure was of a kind that may pass (a connection
+    error, a timeout, throttling): a later attempt, e.g. after a restart, may succeed.
     """
+
+    transient: bool = False
 
 
 class StorageNotFoundError(StorageError, FileNotFoundError):
@@ -195,7 +199,9 @@ def storage_error(exc: BaseException, description: str, attempts: int = 1) -> St
         return StorageNotFoundError(message)
     if isinstance(exc, PermissionError):
         return StoragePermissionError(message)
-    return StorageError(message)
+    error = StorageError(message)
+    error.transient = is_transient(exc)
+    return error
 
 
 __all__ = ["StorageError", "StorageNotFoundError", "StoragePermissionError", "error_code",

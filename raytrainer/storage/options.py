@@ -103,6 +103,21 @@ def _env_layer() -> dict[str, dict[str, Any]]:
     return _from_env
 
 
+def resolved_storage_options(config_options: Mapping[str, Any] | None = None) -> dict:
+    """``RAYTRAINER_STORAGE_OPTIONS`` with ``config_options`` (a config's ``storage`` section)
+    on top, as one mapping for :func:`set_storage_options` (flat keys plus protocol sections).
+
+    The Ray driver resolves this once and every worker applies it, so the driver, its checks
+    and all ranks talk to the same endpoints whatever the workers' environment holds.
+    """
+    flat, sections = split_storage_options(config_options)
+    env = _env_layer()
+    merged: dict[str, Any] = {**env.get(_ALL, {}), **flat}
+    for protocol in sorted((set(env) - {_ALL}) | set(sections)):
+        merged[protocol] = {**env.get(protocol, {}), **sections.get(protocol, {})}
+    return merged
+
+
 def storage_options_for(location: str, overrides: Mapping[str, Any] | None = None) -> dict:
     """The merged options raytrainer passes to fsspec for ``location``.
 
@@ -125,5 +140,6 @@ def storage_options_for(location: str, overrides: Mapping[str, Any] | None = Non
     return merged
 
 
-__all__ = ["ENV_VAR", "protocol_of", "reset_storage_options", "set_storage_options",
+__all__ = ["ENV_VAR", "protocol_of", "reset_storage_options", "resolved_storage_options",
+           "set_storage_options",
            "split_storage_options", "storage_options_for"]

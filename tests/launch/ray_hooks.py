@@ -52,3 +52,25 @@ class ExposePidAt(Hook):
             f.write(str(os.getpid()))
         os.replace(self.marker + ".tmp", self.marker)
         time.sleep(120)  # the SIGKILL arrives well before this ends
+
+
+class RaiseOnBuild:
+    """A model config ``type`` that records each build in ``log`` and raises ``error``;
+    with ``attempts_failing=N`` only the first N builds per rank fail (then it builds
+    ``real``)."""
+
+    def __new__(cls, log: str, error: str, message: str, real: dict | None = None,
+                attempts_failing: int | None = None):
+        import builtins
+
+        import ray.train
+
+        from raytrainer.registry import MODELS, build_from_cfg
+
+        rank = str(ray.train.get_context().get_world_rank())
+        with open(log, "a") as f:
+            f.write(f"{rank}\n")
+        builds = [line.strip() for line in open(log)].count(rank)
+        if attempts_failing is None or builds <= attempts_failing:
+            raise getattr(builtins, error)(message)
+        return build_from_cfg(dict(real), MODELS, key="model")

@@ -1,0 +1,189 @@
+"""Which Ray instance a run uses, and whether it can ever hold the run's workers.
+
+This module owns connecting the driver to Ray and nothing else about the run:
+
+- With no ``address`` (``--address``/``ray.address``) and no ``RAY_ADDRESS``, the driver starts
+  its **own** local instance (``address='local'``) on loopback and stops it at the end. It never
+  joins an instance it did not start (another user's run, a ``ray start`` cluster), and a stale
+  ``/tmp/ray/ray_current_cluster`` record is never read.
+- Joining a cluster is explicit: ``address='auto'`` (the cluster ``ray start`` made on this
+  machine), ``HOST:PORT``, ``ray://...``, or ``RAY_ADDRESS`` (which ``ray job submit`` sets).
+
+Ray Train's helper actors (its placement-group cleaner) look their cluster up through
+``RAY_ADDRESS``; without it they fail with "Found multiple active Ray instances" when a second
+instance runs on the machine. The driver therefore fixes its local instance's GCS port before
+starting it and exports ``RAY_ADDRESS`` to every process of that instance.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from ..logging import print_log
+from .settings import RaySettings
+
+_LOOPBACK = "127.0.0.1"
+_ENV = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")
+
+
+class InfeasibleResourcesError(RuntimeError):
+    """The cluster can never place the run's workers (and does not autoscale)."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The Ray instance a driver uses.
+
+    Attributes:
+        address: The GCS address (``host:port``).
+        started: True when this driver started the instance (and stops it at the end).
+    """
+
+    address: str
+    started: bool
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((_LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def cluster_address(settings: RaySettings) -> str | None:
+    """The cluster to join: ``settings.address``, else ``RAY_ADDRESS``, else None (start one)."""
+    return settings.address or os.environ.get("RAY_ADDRESS") or None
+
+
+@contextlib.contextmanager
+def connect(settings: RaySettings, log_to_driver: bool = True,
+            init_kwargs: Mapping | None = None) -> Iterator[Connection]:
+    """Connect this process to Ray for the duration of the block.
+
+    Args:
+        settings: ``address`` and ``num_cpus`` are used.
+        log_to_driver: Forward workers' stdout/stderr to this process.
+        init_kwargs: More keyword arguments for ``ray.init`` (logging settings ...).
+
+    Yields:
+        The :class:`Connection`. An instance started here is shut down when the block ends;
+        a joined cluster is left running (only this driver disconnects).
+    """
+    import ray
+
+    if ray.is_initialized():
+        context = ray.get_runtime_context()
+        yield Connection(address=context.gcs_address, started=False)
+        return
+    extra = dict(init_kwargs or {})
+    address = cluster_address(settings)
+    saved = {name: os.environ.get(name) for name in _ENV}
+    if address:
+        ray.init(address=address, log_to_driver=log_to_driver, **extra)
+        connection = Connection(address=ray.get_runtime_context().gcs_address, started=False)
+        print_log(f"joined the Ray cluster at {connection.address}", logger="current")
+    else:
+        port = _free_port()
+        own = f"{_LOOPBACK}:{port}"
+        # Inherited by the raylet and so by every worker and helper actor of this instance.
+        os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=own)
+        try:
+            # The dashboard serves the state API that Ray Train's helper actors query.
+            ray.init(address="local", num_cpus=settings.num_cpus, _node_ip_address=_LOOPBACK,
+                     dashboard_host=_LOOPBACK, dashboard_port=_free_port(),
+                     log_to_driver=log_to_driver, **extra)
+        except BaseException:
+            _restore(saved)
+            raise
+        connection = Connection(address=own, started=True)
+        print_log(f"started a private local Ray instance at {own} for this run (join a "
+                  "cluster instead with --address auto|HOST:PORT or RAY_ADDRESS)",
+                  logger="current")
+    try:
+        yield connection
+    finally:
+        ray.shutdown()
+        _restore(saved)
+
+
+def _restore(saved: dict) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _per_worker(settings: RaySettings) -> dict[str, float]:
+    """The resources one Ray Train worker asks for, as Ray Train computes them."""
+    from ray.train import ScalingConfig
+
+    scaling = ScalingConfig(num_workers=settings.num_workers, use_gpu=settings.use_gpu,
+                            resources_per_worker=settings.resources_per_worker)
+    return {name: float(amount) for name, amount in
+            scaling._resources_per_worker_not_none.items() if amount}
+
+
+def _describe(resources: Mapping[str, float]) -> str:
+    shown = {k: v for k, v in resources.items() if k in ("CPU", "GPU") or not k.startswith(
+        ("node:", "memory", "object_store_memory", "accelerator_type"))}
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(shown.items())) or "nothing"
+
+
+def _room(settings: RaySettings, per_worker: Mapping[str, float]) -> tuple[int, list]:
+    """How many workers the alive nodes can hold now (honouring the placement strategy)."""
+    import ray
+
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    per_node = [min((int(node.get(k, 0) // v) for k, v in per_worker.items()), default=0)
+                for node in nodes]
+    if settings.placement_strategy == "STRICT_PACK":
+        return max(per_node, default=0), nodes
+    if settings.placement_strategy == "STRICT_SPREAD":
+        return sum(1 for n in per_node if n > 0), nodes
+    return sum(per_node), nodes
+
+
+def check_feasible(settings: RaySettings, connection: Connection,
+                   wait_s: float | None = None) -> None:
+    """Fail fast when the cluster cannot hold ``num_workers`` workers.
+
+    Each worker's resources must fit on one alive node, and all workers together on the
+    cluster. An instance this driver started never grows, so it is checked once. A joined
+    cluster may still be adding nodes (worker pods starting, an autoscaler): it is polled for
+    ``wait_s`` seconds (``ray.worker_group_start_timeout_s``, default 60) before failing.
+
+    Raises:
+        InfeasibleResourcesError: Naming what was asked and what the cluster has.
+    """
+    import ray
+
+    per_worker = _per_worker(settings)
+    wait_s = 0.0 if connection.started else (60.0 if wait_s is None else wait_s)
+    deadline = time.monotonic() + wait_s
+    announced = False
+    while True:
+        fits, nodes = _room(settings, per_worker)
+        if fits >= settings.num_workers:
+            return
+        asked = (f"{settings.num_workers} worker(s) x ({_describe(per_worker)}, "
+                 f"{settings.placement_strategy})")
+        has = f"the cluster has {_describe(ray.cluster_resources())} on {len(nodes)} node(s)"
+        if time.monotonic() >= deadline:
+            raise InfeasibleResourcesError(
+                f"cannot start {asked}: {has}, room for {fits} worker(s); lower "
+                "--num-workers, drop --gpu or change ray.resources_per_worker, or join a bigger "
+                "cluster with --address")
+        if not announced:
+            print_log(f"{asked} do not fit yet ({has}); waiting up to {wait_s:g} s for nodes",
+                      logger="current", level=logging.WARNING)
+            announced = True
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+
+
+__all__ = ["Connection", "InfeasibleResourcesError", "check_feasible", "cluster_address",
+           "connect"]
