@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 
 import pytest
 
@@ -99,3 +100,13 @@ def test_metadata_and_kind_are_strict_too():
                                   "unexpected)"]
     assert schema_errors({**_job({}), "kind": "RayService"})[0].startswith("kind: expected one")
     assert "apiVersion" in schema_errors({**_job({}), "apiVersion": "ray.io/v1alpha1"})[0]
+
+
+def test_fresh_load_and_validation_take_well_under_a_second(cpu_job):
+    from raytrainer.k8s import schema
+
+    schema._schemas.cache_clear()
+    schema._validator.cache_clear()
+    start = time.process_time()
+    assert schema_errors(cpu_job) == []
+    assert time.process_time() - start < 0.5
