@@ -147,6 +147,9 @@ def _cluster_parts(doc: Mapping) -> tuple[Mapping, str, str, bool, dict[str, flo
     """
     spec = doc["spec"]
     if doc["kind"] == "RayJob":
+        if "rayClusterSpec" not in spec:
+            raise ManifestError("spec.rayClusterSpec: missing; a job for an existing cluster "
+                                "(clusterSelector) cannot be checked for room for its workers")
         share = {"CPU": float(spec.get("entrypointNumCpus", 0) or 0),
                  "GPU": float(spec.get("entrypointNumGpus", 0) or 0)}
         return spec["rayClusterSpec"], "spec.rayClusterSpec", spec.get("entrypoint", ""), \
@@ -181,8 +184,11 @@ def check_manifest(doc: Any, config_root: Path | str) -> RaySettings:
     entry = "spec.entrypoint" if doc["kind"] == "RayJob" else \
         f"metadata.annotations[{ENTRYPOINT_ANNOTATION}]"
     settings = run_settings(command, entry, Path(config_root), needs_resume=needs_resume)
-    problem = placement_problem(settings, cluster["headGroupSpec"],
-                                list(cluster.get("workerGroupSpecs") or []), share)
+    try:
+        problem = placement_problem(settings, cluster["headGroupSpec"],
+                                    list(cluster.get("workerGroupSpecs") or []), share)
+    except ValueError as exc:  # a quantity that is not one
+        raise ManifestError(f"{where}: {exc}") from None
     if problem:
         raise ManifestError(f"{where}: {problem}")
     return settings

@@ -34,7 +34,8 @@ def worker_demand(settings: RaySettings) -> dict[str, float]:
 def pod_resources(group: Mapping) -> dict[str, float]:
     """The Ray resources one pod of a head or worker group advertises."""
     params = group.get("rayStartParams") or {}
-    container = group["template"]["spec"]["containers"][0]
+    pod = (group.get("template") or {}).get("spec") or {}
+    container = (pod.get("containers") or [{}])[0]
     resources = container.get("resources") or {}
     amounts = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
     advertised = {}

@@ -188,3 +188,18 @@ def test_cluster_needs_the_command_it_is_sized_for():
     del doc["metadata"]["annotations"][ENTRYPOINT_ANNOTATION]
     with pytest.raises(ManifestError, match="no 'raytrainer.io/entrypoint'"):
         check_manifest(doc, ROOT)
+
+
+def test_a_bad_quantity_in_ray_start_params_is_named(cpu_job):
+    group = cpu_job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    group["rayStartParams"] = {"num-cpus": "four"}
+    with pytest.raises(ManifestError, match="spec.rayClusterSpec: 'four' is not a Kubernetes "
+                                            "quantity"):
+        check_manifest(cpu_job, ROOT)
+
+
+def test_a_job_without_its_own_cluster_is_not_waved_through(cpu_job):
+    del cpu_job["spec"]["rayClusterSpec"]
+    cpu_job["spec"]["clusterSelector"] = {"ray.io/cluster": "shared"}
+    with pytest.raises(ManifestError, match="spec.rayClusterSpec: missing"):
+        check_manifest(cpu_job, ROOT)
