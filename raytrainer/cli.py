@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Sequence
 
 from .config import Config, ConfigError, DictAction
+from .k8s import cli as k8s_cli
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(sub)
         sub.add_argument("--checkpoint", required=True, metavar="CHECKPOINT",
                          help="checkpoint directory or .pth file (path or URL)")
+    k8s_cli.add_parser(commands)
     return parser
 
 
@@ -160,6 +162,8 @@ def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "k8s":
+        return k8s_cli.run(args)
     cfg = load_config(args)
     if args.launcher == "none":
         if args.num_workers not in (None, 1) or args.gpu or args.address:

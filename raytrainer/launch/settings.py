@@ -69,6 +69,14 @@ class RaySettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < -1:
                 raise ConfigError(f"ray.{name} must be an integer >= -1, got {value!r}")
+        resources = self.resources_per_worker
+        if resources is not None and not (
+                isinstance(resources, Mapping)
+                and all(isinstance(name, str) and isinstance(amount, (int, float))
+                        and not isinstance(amount, bool) and amount >= 0
+                        for name, amount in resources.items())):
+            raise ConfigError("ray.resources_per_worker must map resource names to amounts >= 0, "
+                              f"e.g. {{'CPU': 2}}, got {resources!r}")
         if self.backend not in (None, "gloo", "nccl"):
             raise ConfigError(f"ray.backend must be 'gloo' or 'nccl', got {self.backend!r}")
         if self.backend == "nccl" and not self.use_gpu:

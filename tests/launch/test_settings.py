@@ -28,3 +28,10 @@ def test_an_explicit_backend_wins(digits_ray_section):
 def test_unknown_keys_are_named(digits_ray_section):
     with pytest.raises(ConfigError, match=r"ray: unknown key\(s\) \['num_worker'\]"):
         RaySettings.from_config(dict(digits_ray_section, num_worker=4))
+
+
+@pytest.mark.parametrize("resources", ["{'CPU':2}", {"CPU": "2"}, {"CPU": -1}])
+def test_resources_per_worker_must_map_names_to_amounts(digits_ray_section, resources):
+    with pytest.raises(ConfigError, match="ray.resources_per_worker must map resource names to "
+                                          "amounts >= 0"):
+        RaySettings.from_config(dict(digits_ray_section, resources_per_worker=resources))

@@ -1,0 +1,194 @@
+"""Checks of a RayJob/RayCluster manifest beyond what KubeRay's schema can say.
+
+A manifest passes when it validates strictly against its kind's schema, holds no secret value
+inline, names the Ray version raytrainer pins, runs (or, for a RayCluster, is sized for) a
+``raytrainer`` command that raytrainer's own parser accepts with a config the image holds, and
+gives that run's Ray Train workers enough pods.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shlex
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import ConfigError
+from ..launch.settings import RaySettings
+from ..storage.options import protocol_of
+from ..storage.redaction import is_secret_key, redact, redact_text
+from .image import IMAGE_WORKDIR, RAY_VERSION, repo_path
+from .schema import schema_errors
+from .sizing import placement_problem
+
+# The command a RayCluster is sized for (what to `ray job submit`); a RayJob runs its entrypoint.
+ENTRYPOINT_ANNOTATION = "raytrainer.io/entrypoint"
+_NOT_SHARED = ("file", "local", "memory")
+
+
+class ManifestError(ValueError):
+    """A manifest that would not deploy or run as intended; the message lists every problem."""
+
+
+def _walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    yield path, node
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _walk(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk(value, f"{path}[{index}]")
+
+
+def _inline_secret(name: str, value: Any) -> bool:
+    if is_secret_key(name):
+        return True
+    text = str(value)
+    if redact_text(text) != text:
+        return True
+    with contextlib.suppress(ValueError, TypeError):
+        parsed = json.loads(text)
+        return isinstance(parsed, (dict, list)) and redact(parsed) != parsed
+    return False
+
+
+def inline_secrets(doc: Any) -> list[str]:
+    """Environment variables (pod ``env``, the runtime env's ``env_vars``) that carry a secret
+    value instead of taking it from a Kubernetes Secret, and credentials in URLs."""
+    problems = []
+    for path, node in _walk(doc):
+        if path.endswith(".env") and isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, Mapping) and "value" in item \
+                        and _inline_secret(str(item.get("name")), item["value"]):
+                    problems.append(f"{path}[{index}] ({item.get('name')}): a secret value "
+                                    "inline; take it from a Secret (valueFrom.secretKeyRef or "
+                                    "envFrom.secretRef)")
+        elif path.endswith("runtimeEnvYAML") and isinstance(node, str):
+            env_vars = (yaml.safe_load(node) or {}).get("env_vars") or {}
+            problems += [f"{path}: env_vars.{name} holds a secret value inline; take it from "
+                         "a Secret" for name, value in env_vars.items()
+                         if _inline_secret(name, value)]
+        elif path.endswith(("entrypoint", ENTRYPOINT_ANNOTATION)) and isinstance(node, str) \
+                and redact_text(node) != node:
+            problems.append(f"{path}: credentials in a URL; take them from a Secret")
+    return problems
+
+
+def _parse_command(command: str, where: str) -> argparse.Namespace:
+    from ..cli import build_parser
+
+    argv = shlex.split(command)
+    if not argv or argv[0] != "raytrainer":
+        raise ManifestError(f"{where}: expected a `raytrainer train|val|test ...` command, got "
+                            f"{command!r}")
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            args = build_parser().parse_args(argv[1:])
+    except SystemExit:
+        reason = stderr.getvalue().strip().splitlines()[-1:] or ["invalid arguments"]
+        raise ManifestError(f"{where}: raytrainer's parser rejects {command!r}: "
+                            f"{reason[0]}") from None
+    if args.command not in ("train", "val", "test"):
+        raise ManifestError(f"{where}: expected raytrainer train, val or test, got "
+                            f"{args.command!r}")
+    return args
+
+
+def run_settings(command: str, where: str, config_root: Path, *,
+                 needs_resume: bool) -> RaySettings:
+    """Parse ``command`` with raytrainer's parser, load its config as the image holds it
+    (``IMAGE_WORKDIR`` is ``config_root`` here) and return the run's Ray settings."""
+    from ..cli import load_config
+
+    args = _parse_command(command, where)
+    if args.launcher != "ray" or args.address:
+        raise ManifestError(f"{where}: the run must use the cluster it is submitted to: drop "
+                            "--launcher none and --address")
+    if not args.work_dir or protocol_of(args.work_dir) in _NOT_SHARED:
+        raise ManifestError(f"{where}: --work-dir must be storage every pod reaches "
+                            f"(s3://bucket/prefix ...), got {args.work_dir!r}")
+    if needs_resume and args.command == "train" and args.resume is None:
+        raise ManifestError(f"{where}: add --resume, so that a retried or re-submitted job "
+                            "continues from its last committed checkpoint")
+    for key in args.cfg_options:
+        if is_secret_key(key.rsplit(".", 1)[-1]):
+            raise ManifestError(f"{where}: --cfg-options {key}=... puts a secret inline; take it "
+                                "from a Secret (environment variables)")
+    if "://" not in args.config:
+        relative = repo_path(args.config)
+        if relative is None:
+            raise ManifestError(f"{where}: config {args.config!r} is not in the image: expected "
+                                f"a path under {IMAGE_WORKDIR}/ or a storage URL")
+        local = config_root / relative
+        if not local.is_file():
+            raise ManifestError(f"{where}: config {args.config!r} does not exist in the image "
+                                f"(no {local})")
+        args.config = str(local)
+    try:
+        cfg = load_config(args)
+        return RaySettings.from_config(cfg.get("ray"), num_workers=args.num_workers,
+                                       use_gpu=True if args.gpu else None)
+    except (ConfigError, OSError, ValueError) as exc:
+        raise ManifestError(f"{where}: {exc}") from None
+
+
+def _cluster_parts(doc: Mapping) -> tuple[Mapping, str, str, bool, dict[str, float]]:
+    """(cluster spec, its path, the command, whether it needs --resume, the driver's share).
+
+    A RayJob's entrypoint runs again after a retry (``backoffLimit``) or a re-submission, so it
+    must resume; the command a RayCluster is sized for is the user's to submit.
+    """
+    spec = doc["spec"]
+    if doc["kind"] == "RayJob":
+        if "rayClusterSpec" not in spec:
+            raise ManifestError("spec.rayClusterSpec: missing; a job for an existing cluster "
+                                "(clusterSelector) cannot be checked for room for its workers")
+        share = {"CPU": float(spec.get("entrypointNumCpus", 0) or 0),
+                 "GPU": float(spec.get("entrypointNumGpus", 0) or 0)}
+        return spec["rayClusterSpec"], "spec.rayClusterSpec", spec.get("entrypoint", ""), \
+            True, share
+    annotations = doc["metadata"].get("annotations") or {}
+    if ENTRYPOINT_ANNOTATION not in annotations:
+        raise ManifestError(f"metadata.annotations: no {ENTRYPOINT_ANNOTATION!r}: the command "
+                            "this cluster is sized for")
+    return spec, "spec", annotations[ENTRYPOINT_ANNOTATION], False, {}
+
+
+def check_manifest(doc: Any, config_root: Path | str) -> RaySettings:
+    """Check one RayJob or RayCluster document; ``config_root`` is the directory that the
+    image's ``IMAGE_WORKDIR`` copies (the repository root).
+
+    Returns:
+        The Ray settings of the run the manifest is sized for.
+
+    Raises:
+        ManifestError: every problem found, one per line.
+    """
+    problems = schema_errors(doc)
+    if problems:
+        raise ManifestError("\n".join(problems))
+    problems = inline_secrets(doc)
+    if problems:
+        raise ManifestError("\n".join(problems))
+    cluster, where, command, needs_resume, share = _cluster_parts(doc)
+    if cluster.get("rayVersion") != RAY_VERSION:
+        raise ManifestError(f"{where}.rayVersion: expected {RAY_VERSION!r} (the Ray version "
+                            f"raytrainer pins), got {cluster.get('rayVersion')!r}")
+    entry = "spec.entrypoint" if doc["kind"] == "RayJob" else \
+        f"metadata.annotations[{ENTRYPOINT_ANNOTATION}]"
+    settings = run_settings(command, entry, Path(config_root), needs_resume=needs_resume)
+    try:
+        problem = placement_problem(settings, cluster["headGroupSpec"],
+                                    list(cluster.get("workerGroupSpecs") or []), share)
+    except ValueError as exc:  # a quantity that is not one
+        raise ManifestError(f"{where}: {exc}") from None
+    if problem:
+        raise ManifestError(f"{where}: {problem}")
+    return settings

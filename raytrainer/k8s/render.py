@@ -1,0 +1,172 @@
+"""Rendering RayJob and RayCluster manifests that run one raytrainer config at a given scale.
+
+One Ray Train worker per worker pod (all of them in one pod with ``STRICT_PACK``), each pod
+sized to what a worker asks Ray for; a head pod that holds no workers (``num-cpus: "0"``) and
+runs the driver; S3 credentials and endpoint from a Secret; Ray pinned to ``RAY_VERSION``.
+"""
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .checks import ENTRYPOINT_ANNOTATION
+from .image import RAY_VERSION, image_path
+from .quantity import parse_quantity
+
+if TYPE_CHECKING:
+    from ..launch.settings import RaySettings
+
+HEAD_CPU = "2"
+HEAD_MEMORY = "8Gi"
+# A retry starts a new Ray cluster and runs the entrypoint again, which resumes from the last
+# committed checkpoint; worker failures inside a run are Ray Train's to handle (ray.max_failures).
+BACKOFF_LIMIT = 1
+TTL_SECONDS_AFTER_FINISHED = 300
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_GPU = "nvidia.com/gpu"
+_SIZED = ("CPU", "GPU", "memory")
+
+
+@dataclass
+class RenderRequest:
+    """What to render (the ``raytrainer k8s`` arguments).
+
+    Attributes:
+        kind: ``"rayjob"`` or ``"raycluster"``.
+        config: The config, relative to the repository root (the image holds it under
+            ``IMAGE_WORKDIR``) or a storage URL.
+        image: The image built from ``k8s/Dockerfile``.
+        work_dir: Where the run writes (storage every pod reaches, e.g. ``s3://b/runs/x``).
+        num_workers: Ray Train workers; None keeps the config's ``ray.num_workers``.
+        gpu: One GPU per worker.
+        cfg_options: ``KEY=VALUE`` overrides, passed on to ``raytrainer train``.
+        name: ``metadata.name``; default ``raytrainer-<config name>``.
+        secret: The Secret whose keys become the pods' environment (AWS_* ...); "" for none.
+        service_account: The pods' service account (IAM roles for service accounts).
+        memory_per_worker: Memory of a worker pod per Ray Train worker it holds.
+    """
+
+    kind: str
+    config: str
+    image: str
+    work_dir: str
+    num_workers: int | None = None
+    gpu: bool = False
+    cfg_options: list[str] = field(default_factory=list)
+    name: str | None = None
+    secret: str = "raytrainer-s3"
+    service_account: str | None = None
+    memory_per_worker: str = "4Gi"
+
+    def entrypoint(self) -> str:
+        """The ``raytrainer train`` command the job runs (or the cluster is sized for)."""
+        argv = ["raytrainer", "train", image_path(self.config), "--work-dir", self.work_dir]
+        if self.num_workers is not None:
+            argv += ["--num-workers", str(self.num_workers)]
+        if self.gpu:
+            argv.append("--gpu")
+        argv.append("--resume")
+        if self.cfg_options:
+            argv += ["--cfg-options", *self.cfg_options]
+        return shlex.join(argv)
+
+    def resource_name(self) -> str:
+        if self.name is not None:
+            name = self.name
+        else:
+            stem = PurePosixPath(self.config.split("://")[-1]).stem
+            name = "raytrainer-" + re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+        if len(name) > 40 or not _NAME.match(name):
+            raise ValueError(f"--name {name!r}: expected at most 40 lowercase letters, digits "
+                             "and '-', starting and ending with a letter or digit")
+        return name
+
+
+def _memory(amount: float) -> str:
+    mib = math.ceil(amount / 2**20)
+    return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"
+
+
+def _pod_spec(req: RenderRequest, container: dict, gpu: bool) -> dict:
+    if req.secret:
+        container["envFrom"] = [{"secretRef": {"name": req.secret}}]
+    spec: dict[str, Any] = {"containers": [container]}
+    if req.service_account:
+        spec["serviceAccountName"] = req.service_account
+    if gpu:
+        spec["tolerations"] = [{"key": _GPU, "operator": "Exists", "effect": "NoSchedule"}]
+    return spec
+
+
+def _head_group(req: RenderRequest) -> dict:
+    amounts = {"cpu": HEAD_CPU, "memory": HEAD_MEMORY}
+    container = {
+        "name": "ray-head", "image": req.image,
+        "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+        "ports": [{"name": "gcs-server", "containerPort": 6379},
+                  {"name": "dashboard", "containerPort": 8265},
+                  {"name": "client", "containerPort": 10001}],
+    }
+    # num-cpus 0: no Ray Train worker lands on the head, which runs the driver and Ray's services.
+    return {"rayStartParams": {"num-cpus": "0"},
+            "template": {"spec": _pod_spec(req, container, gpu=False)}}
+
+
+def _worker_group(req: RenderRequest, settings: RaySettings) -> dict:
+    from .sizing import worker_demand
+
+    demand = worker_demand(settings)
+    unsized = sorted(set(demand) - set(_SIZED))
+    if unsized:
+        raise ValueError(f"ray.resources_per_worker: raytrainer k8s sizes pods for CPU, GPU and "
+                         f"memory, not {unsized}; write the worker group yourself")
+    per_pod = settings.num_workers if settings.placement_strategy == "STRICT_PACK" else 1
+    pods = settings.num_workers // per_pod
+    memory = max(float(parse_quantity(req.memory_per_worker)), demand.get("memory", 0.0))
+    amounts = {"cpu": str(max(1, math.ceil(demand.get("CPU", 0.0) * per_pod))),
+               "memory": _memory(memory * per_pod)}
+    gpus = math.ceil(demand.get("GPU", 0.0) * per_pod)
+    if gpus:
+        amounts[_GPU] = str(gpus)
+    container = {"name": "ray-worker", "image": req.image,
+                 "resources": {"requests": dict(amounts), "limits": dict(amounts)}}
+    return {"groupName": "gpu-workers" if gpus else "cpu-workers",
+            "replicas": pods, "minReplicas": pods, "maxReplicas": pods,
+            "rayStartParams": {},
+            "template": {"spec": _pod_spec(req, container, gpu=bool(gpus))}}
+
+
+def _cluster_spec(req: RenderRequest, settings: RaySettings) -> dict:
+    # Ray 2.60 clusters authenticate clients with a token: with mode token KubeRay makes one
+    # (a Secret) and hands it to the Ray containers and to the job submitter.
+    return {"rayVersion": RAY_VERSION, "authOptions": {"mode": "token"},
+            "headGroupSpec": _head_group(req), "workerGroupSpecs": [_worker_group(req, settings)]}
+
+
+def render(req: RenderRequest, settings: RaySettings) -> dict:
+    """The manifest (a dict) for ``req``, sized for ``settings`` (the run's Ray settings)."""
+    metadata: dict[str, Any] = {"name": req.resource_name(),
+                                "labels": {"app.kubernetes.io/name": "raytrainer"}}
+    if req.kind == "raycluster":
+        metadata["annotations"] = {ENTRYPOINT_ANNOTATION: req.entrypoint()}
+        return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": metadata,
+                "spec": _cluster_spec(req, settings)}
+    return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": metadata, "spec": {
+        "entrypoint": req.entrypoint(),
+        "shutdownAfterJobFinishes": True,
+        "ttlSecondsAfterFinished": TTL_SECONDS_AFTER_FINISHED,
+        "backoffLimit": BACKOFF_LIMIT,
+        "rayClusterSpec": _cluster_spec(req, settings),
+    }}
+
+
+def to_yaml(doc: dict, header: list[str] = ()) -> str:
+    """``doc`` as YAML, keys in the order rendered, after ``header`` comment lines."""
+    comments = "".join(f"# {line}\n" for line in header)
+    return comments + yaml.safe_dump(doc, sort_keys=False, width=4096)
