@@ -100,3 +100,16 @@ def test_fsspec_env_config_keeps_working(s3_bucket, s3_server):
     """, {"FSSPEC_S3_ENDPOINT_URL": s3_server}, drop=(storage.ENV_VAR,))
     assert done.returncode == 0, done.stderr
     assert storage.read_text(location) == "fsspec env"
+
+
+def test_resolved_options_put_the_configs_section_over_the_environment(clean_options,
+                                                                       monkeypatch):
+    monkeypatch.setenv(storage.ENV_VAR, json.dumps(
+        {"anon": False, "s3": {"endpoint_url": "http://env:1", "key": "K"}}))
+    resolved = storage.resolved_storage_options(
+        {"s3": {"endpoint_url": "http://config:2"}, "gs": {"project": "p"}})
+    assert resolved == {"anon": False, "s3": {"endpoint_url": "http://config:2", "key": "K"},
+                        "gs": {"project": "p"}}
+    storage.set_storage_options(resolved)
+    assert storage.storage_options_for("s3://b/k") == {
+        "anon": False, "endpoint_url": "http://config:2", "key": "K"}
