@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 
@@ -38,6 +39,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "`ray start`); default: RAY_ADDRESS, else a new local instance")
     parser.add_argument("--debug", action="store_true",
                         help="print the full traceback when the command fails")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also print Ray's own output (every worker's log lines, Ray "
+                             "Train's internal messages); default: rank 0's lines only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,48 +107,55 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _print_metrics(title: str, metrics: dict | None) -> None:
-    if not metrics:
-        return
-    text = "  ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
-                     for k, v in metrics.items())
-    print(f"{title} {text}", flush=True)
-
-
-def _run_in_process(args: argparse.Namespace, cfg: Config) -> dict | None:
+def _run_in_process(args: argparse.Namespace, cfg: Config) -> dict:
+    """Run in this process; returns what the summary shows."""
     from .runner import Runner
 
     runner = Runner.from_cfg(cfg)
     if args.command == "train":
         runner.train()
-        return getattr(runner.val_loop, "last_metrics", None)
-    return runner.val() if args.command == "val" else runner.test()
+        metrics = getattr(runner.val_loop, "last_metrics", None)
+    else:
+        metrics = runner.val() if args.command == "val" else runner.test()
+    hub = runner.message_hub
+    return {"metrics": metrics, "work_dir": str(runner.work_dir),
+            "last_checkpoint": hub.get_info("last_ckpt"),
+            "best_checkpoint": hub.get_info("best_ckpt")}
 
 
-def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict | None:
+def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict:
+    """Run on Ray Train; returns what the summary shows."""
     from . import launch
 
     settings = launch.RaySettings.from_config(
         cfg.get("ray"), num_workers=args.num_workers, use_gpu=True if args.gpu else None,
         address=args.address)
     checkpoint = None if args.command == "train" else args.checkpoint
-    result = launch.launch(cfg, args.command, settings, checkpoint)
+    result = launch.launch(cfg, args.command, settings, checkpoint, verbose=args.verbose)
     details = result.details
-    if details.get("last_checkpoint"):
-        print(f"last checkpoint: {details['last_checkpoint']}", flush=True)
-    return result.metrics
+    return {"metrics": result.metrics, "work_dir": result.spec.work_dir,
+            "last_checkpoint": details.get("last_checkpoint"),
+            "best_checkpoint": details.get("best_checkpoint")}
+
+
+def _cfg_option_words(options: dict) -> list[str]:
+    return [f"{k}={v}" if isinstance(v, str) else f"{k}={v!r}" for k, v in options.items()]
 
 
 def run(args: argparse.Namespace) -> int:
+    from .launch.summary import run_summary
+
+    started = time.monotonic()
     cfg = load_config(args)
     if args.launcher == "none":
         if args.num_workers not in (None, 1) or args.gpu or args.address:
             raise ConfigError("--num-workers, --gpu and --address need --launcher ray")
-        metrics = _run_in_process(args, cfg)
+        outcome = _run_in_process(args, cfg)
     else:
-        metrics = _run_on_ray(args, cfg)
-    title = {"train": "final val", "val": "val", "test": "test"}[args.command]
-    _print_metrics(title, metrics)
+        outcome = _run_on_ray(args, cfg)
+    lines = run_summary(args.command, wall_s=time.monotonic() - started, config=args.config,
+                        cfg_options=_cfg_option_words(args.cfg_options), **outcome)
+    print("\n".join(lines), flush=True)
     return EXIT_OK
 
 

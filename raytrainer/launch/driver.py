@@ -27,6 +27,7 @@ from typing import Any
 from .. import storage
 from ..config import Config
 from ..logging import print_log
+from .console import RunConsole
 from .preflight import preflight
 from .run_spec import RunSpec, decide_run
 from .settings import RaySettings
@@ -50,17 +51,18 @@ class LaunchResult:
     details: dict
 
 
-def _connect(settings: RaySettings) -> None:
+def _connect(settings: RaySettings, verbose: bool = False) -> None:
     import ray
 
     if ray.is_initialized():
         return
     address = settings.address or os.environ.get("RAY_ADDRESS")
+    quiet = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING)
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **quiet)
         print_log(f"joined the Ray cluster at {address}", logger="current")
     else:
-        ray.init(num_cpus=settings.num_cpus)
+        ray.init(num_cpus=settings.num_cpus, **quiet)
         print_log("started a local Ray instance (set RAY_ADDRESS or --address to join a "
                   "cluster)", logger="current")
 
@@ -72,8 +74,9 @@ def _checkpoint_keep(cfg: Config) -> int | None:
     return keep if keep and keep > 0 else None
 
 
-def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings):
+def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings, verbose: bool = False):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.v2.api.config import LoggingConfig
 
     parent = posixpath.dirname(spec.work_dir.rstrip("/"))
     name = posixpath.basename(spec.work_dir.rstrip("/"))
@@ -82,7 +85,9 @@ def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings):
         name=name, storage_path=path, storage_filesystem=filesystem,
         failure_config=FailureConfig(max_failures=settings.max_failures,
                                      controller_failure_limit=settings.controller_failure_limit),
-        checkpoint_config=CheckpointConfig(num_to_keep=_checkpoint_keep(cfg)))
+        checkpoint_config=CheckpointConfig(num_to_keep=_checkpoint_keep(cfg)),
+        # Ray Train's own INFO lines ("Reporting training result ...") stay in Ray's log files
+        logging_config=LoggingConfig(log_level="INFO" if verbose else "WARNING"))
 
 
 def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
@@ -112,8 +117,13 @@ def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
 
 
 def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None,
-           checkpoint: str | None = None) -> LaunchResult:
-    """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train."""
+           checkpoint: str | None = None, verbose: bool = False) -> LaunchResult:
+    """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train.
+
+    ``verbose`` also prints Ray's own output (every worker's, Ray Train's INFO lines); by
+    default the console shows rank 0's log lines and, on a terminal, a progress bar
+    (:mod:`raytrainer.launch.console`).
+    """
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -131,7 +141,9 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     if settings.worker_group_start_timeout_s is not None:
         os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
             str(settings.worker_group_start_timeout_s)
-    _connect(settings)
+    _connect(settings, verbose)
+    run_console = RunConsole(verbose)
+    loop_config["console"] = run_console.open()
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=settings.num_workers,
@@ -139,11 +151,12 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
                                      resources_per_worker=settings.resources_per_worker,
                                      placement_strategy=settings.placement_strategy),
         torch_config=TorchConfig(backend=settings.torch_backend),
-        run_config=_run_config(cfg, spec, settings))
+        run_config=_run_config(cfg, spec, settings, verbose))
     print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
               f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
               f"seed={spec.seed} resume={spec.resume!r}", logger="current")
-    result = trainer.fit()
+    with run_console:
+        result = trainer.fit()
     details = _read_result(spec)
     return LaunchResult(spec=spec, metrics=details.get("metrics", {}), result=result,
                         details=details)
