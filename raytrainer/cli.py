@@ -1,4 +1,4 @@
-"""The ``raytrainer`` command: ``train``, ``val`` and ``test`` a config.
+"""The ``raytrainer`` command: ``train``, ``val`` and ``test`` a config (and ``plot`` curves).
 
 This module owns argument parsing, turning flags into config overrides, and turning failures
 into a one-paragraph reason with a non-zero exit code. The work itself is the Runner's.
@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Sequence
 
 from .config import Config, ConfigError, DictAction
+from .visualization import plot
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(sub)
         sub.add_argument("--checkpoint", required=True, metavar="CHECKPOINT",
                          help="checkpoint directory or .pth file (path or URL)")
+    plot.add_parser(commands)
     return parser
 
 
@@ -145,6 +147,8 @@ def _cfg_option_words(options: dict) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from .launch.summary import run_summary
 
+    if getattr(args, "handler", None):  # commands with their own module (plot)
+        return args.handler(args)
     started = time.monotonic()
     cfg = load_config(args)
     if args.launcher == "none":
