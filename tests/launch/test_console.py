@@ -127,3 +127,16 @@ def test_summary_names_checkpoints_and_commands_that_reproduce_the_options():
     assert run_summary("test", None, "/w", 4.21, "cfg.py") == \
         ["test: no metrics", "work_dir: /w", "wall time: 4.2s"]
     assert format_duration(125) == "2m05s"
+
+
+def test_ray_train_info_lines_are_kept_only_with_verbose(tmp_path):
+    from raytrainer.config import Config
+    from raytrainer.launch.driver import _run_config
+    from raytrainer.launch.run_spec import RunSpec
+    from raytrainer.launch.settings import RaySettings
+
+    spec = RunSpec(work_dir=str(tmp_path / "run"), timestamp="t", seed=0, experiment_name="e",
+                   checkpoint_dir=str(tmp_path / "run" / "checkpoints"), resume=False)
+    levels = [_run_config(Config({}), spec, RaySettings(), verbose).logging_config.log_level
+              for verbose in (False, True)]
+    assert levels == ["WARNING", "INFO"]
