@@ -140,3 +140,21 @@ def test_ray_train_info_lines_are_kept_only_with_verbose(tmp_path):
     levels = [_run_config(Config({}), spec, RaySettings(), verbose).logging_config.log_level
               for verbose in (False, True)]
     assert levels == ["WARNING", "INFO"]
+
+
+def test_in_process_run_ends_with_the_summary_naming_the_best_checkpoint(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "raytrainer.cli", "train", "configs/digits/mlp.py", "--launcher",
+         "none", "--work-dir", str(tmp_path), "--cfg-options", "train_cfg.max_epochs=2",
+         "train_cfg.val_interval=1", "default_hooks.checkpoint.save_best=auto"],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    best = [line for line in lines if line.startswith("best checkpoint: ")]
+    assert best and best[0].startswith(f"best checkpoint: {tmp_path}/checkpoints/best_accuracy")
+    best_path = best[0].split(": ", 1)[1]
+    assert os.path.isdir(best_path)
+    assert f"last checkpoint: {tmp_path}/checkpoints/epoch_2" in lines
+    assert [line for line in lines if line.startswith("test:   raytrainer test ") and
+            line.endswith(f"--checkpoint {best_path}")]
+    assert not [line for line in lines if "Hooks will run" in line]
