@@ -75,14 +75,14 @@ def _run_in_pty(command):
 
 
 def test_progress_bar_in_a_terminal_shows_epoch_rate_eta_loss_lr_and_metric(tmp_path):
-    code, output = _run_in_pty(_command(tmp_path, "--cfg-options", "train_cfg.max_epochs=3",
-                                        "train_cfg.val_interval=1"))
+    code, output = _run_in_pty(_command(tmp_path, "--num-workers", "1", "--cfg-options",
+                                        "train_cfg.max_epochs=3", "train_cfg.val_interval=1"))
     assert code == 0, output[-3000:]
     assert "\x1b[?25l" in output  # rich hides the cursor while the bar is live
-    assert "epoch 3/3" in output and "69/69" in output  # 3 epochs of 23 iterations
+    assert "epoch 3/3" in output and "135/135" in output  # 3 epochs of 45 iterations (1 rank)
     assert "it/s" in output and "eta" in output
     assert "loss: " in output and "lr: " in output and "accuracy/top1: " in output
-    assert "Epoch(val) [3][3/3]" in output  # rank 0's lines print above the bar
+    assert "Epoch(val) [3][6/6]" in output  # rank 0's lines print above the bar
     for marker in RAY_INTERNALS:
         assert marker not in output
 
