@@ -83,3 +83,13 @@ def test_cli_writes_a_png_with_one_panel_per_kind(tmp_path):
     assert missing.returncode == 1
     assert "no <timestamp>/vis_data/scalars.json under" in missing.stderr
     assert not (tmp_path / "none.png").exists()
+
+
+def test_iteration_based_validation_is_drawn_at_its_own_step(tmp_path):
+    lines = [{"lr": 0.1, "loss": 1.0, "iter": 50, "step": 50},
+             {"lr": 0.1, "loss": 0.5, "iter": 100, "step": 100},
+             {"accuracy/top1": 90.0, "step": 100}]
+    storage.write_text(str(tmp_path / "t" / "vis_data" / "scalars.json"),
+                       "".join(json.dumps(line) + "\n" for line in lines))
+    (run,) = find_runs(str(tmp_path))
+    assert panels([run])["accuracy/top1"] == [("accuracy/top1", [100], [90.0])]
