@@ -1,4 +1,4 @@
-"""The ``raytrainer`` command: ``train``, ``val`` and ``test`` a config.
+"""The ``raytrainer`` command: ``train``, ``val`` and ``test`` a config (and ``plot`` curves).
 
 This module owns argument parsing, turning flags into config overrides, and turning failures
 into a one-paragraph reason with a non-zero exit code. The work itself is the Runner's.
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 
 from .config import Config, ConfigError, DictAction
 from .k8s import cli as k8s_cli
+from .visualization import plot
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,6 +42,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "else a private local instance started for this run")
     parser.add_argument("--debug", action="store_true",
                         help="print the full traceback when the command fails")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also print Ray's own output (every worker's log lines, Ray "
+                             "Train's internal messages); default: rank 0's lines only")
 
 
 _EXAMPLES = {
@@ -92,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--checkpoint", required=True, metavar="CHECKPOINT",
                          help="checkpoint directory or .pth file (path or URL)")
     k8s_cli.add_parser(commands)
+    plot.add_parser(commands)
     return parser
 
 
@@ -129,50 +135,59 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _print_metrics(title: str, metrics: dict | None) -> None:
-    if not metrics:
-        return
-    text = "  ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
-                     for k, v in metrics.items())
-    print(f"{title} {text}", flush=True)
-
-
-def _run_in_process(args: argparse.Namespace, cfg: Config) -> dict | None:
+def _run_in_process(args: argparse.Namespace, cfg: Config) -> dict:
+    """Run in this process; returns what the summary shows."""
     from .runner import Runner
 
     runner = Runner.from_cfg(cfg)
     if args.command == "train":
         runner.train()
-        return getattr(runner.val_loop, "last_metrics", None)
-    return runner.val() if args.command == "val" else runner.test()
+        metrics = getattr(runner.val_loop, "last_metrics", None)
+    else:
+        metrics = runner.val() if args.command == "val" else runner.test()
+    hub = runner.message_hub
+    return {"metrics": metrics, "work_dir": str(runner.work_dir),
+            "last_checkpoint": hub.get_info("last_ckpt"),
+            "best_checkpoint": hub.get_info("best_ckpt")}
 
 
-def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict | None:
+def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict:
+    """Run on Ray Train; returns what the summary shows."""
     from . import launch
 
     settings = launch.RaySettings.from_config(
         cfg.get("ray"), num_workers=args.num_workers, use_gpu=True if args.gpu else None,
         address=args.address)
     checkpoint = None if args.command == "train" else args.checkpoint
-    result = launch.launch(cfg, args.command, settings, checkpoint)
+    result = launch.launch(cfg, args.command, settings, checkpoint, verbose=args.verbose)
     details = result.details
-    if details.get("last_checkpoint"):
-        print(f"last checkpoint: {details['last_checkpoint']}", flush=True)
-    return result.metrics
+    return {"metrics": result.metrics, "work_dir": result.spec.work_dir,
+            "last_checkpoint": details.get("last_checkpoint"),
+            "best_checkpoint": details.get("best_checkpoint")}
+
+
+def _cfg_option_words(options: dict) -> list[str]:
+    return [f"{k}={v}" if isinstance(v, str) else f"{k}={v!r}" for k, v in options.items()]
 
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "k8s":
         return k8s_cli.run(args)
+    if getattr(args, "handler", None):  # commands with their own module (plot)
+        return args.handler(args)
+    from .launch.summary import run_summary
+
+    started = time.monotonic()
     cfg = load_config(args)
     if args.launcher == "none":
         if args.num_workers not in (None, 1) or args.gpu or args.address:
             raise ConfigError("--num-workers, --gpu and --address need --launcher ray")
-        metrics = _run_in_process(args, cfg)
+        outcome = _run_in_process(args, cfg)
     else:
-        metrics = _run_on_ray(args, cfg)
-    title = {"train": "final val", "val": "val", "test": "test"}[args.command]
-    _print_metrics(title, metrics)
+        outcome = _run_on_ray(args, cfg)
+    lines = run_summary(args.command, wall_s=time.monotonic() - started, config=args.config,
+                        cfg_options=_cfg_option_words(args.cfg_options), **outcome)
+    print("\n".join(lines), flush=True)
     return EXIT_OK
 
 

@@ -30,6 +30,7 @@ from .. import storage
 from ..config import Config
 from ..logging import print_log
 from .cluster import check_feasible, connect
+from .console import RunConsole
 from .failures import FailFastTorchTrainer
 from .paths import import_roots, resolve_locations
 from .preflight import preflight
@@ -62,8 +63,9 @@ def _checkpoint_keep(cfg: Config) -> int | None:
     return keep if keep and keep > 0 else None
 
 
-def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings):
+def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings, verbose: bool = False):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.v2.api.config import LoggingConfig
 
     parent = posixpath.dirname(spec.work_dir.rstrip("/"))
     name = posixpath.basename(spec.work_dir.rstrip("/"))
@@ -72,7 +74,9 @@ def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings):
         name=name, storage_path=path, storage_filesystem=filesystem,
         failure_config=FailureConfig(max_failures=settings.max_failures,
                                      controller_failure_limit=settings.controller_failure_limit),
-        checkpoint_config=CheckpointConfig(num_to_keep=_checkpoint_keep(cfg)))
+        checkpoint_config=CheckpointConfig(num_to_keep=_checkpoint_keep(cfg)),
+        # Ray Train's own INFO lines ("Reporting training result ...") stay in Ray's log files
+        logging_config=LoggingConfig(log_level="INFO" if verbose else "WARNING"))
 
 
 def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
@@ -102,13 +106,17 @@ def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
 
 
 def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None,
-           checkpoint: str | None = None) -> LaunchResult:
+           checkpoint: str | None = None, verbose: bool = False) -> LaunchResult:
     """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train.
 
     Every check that needs no workers runs first (locations resolved against this process's
     working directory, config types, storage reachable with the config's storage options,
     checkpoints committed); then Ray is connected (a private local instance unless a cluster
     is named) and the cluster's room for the workers is checked before any worker starts.
+
+    ``verbose`` also prints Ray's own output (every worker's, Ray Train's INFO lines); by
+    default the console shows rank 0's log lines and, on a terminal, a progress bar
+    (:mod:`raytrainer.launch.console`).
     """
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig
@@ -128,8 +136,11 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     if settings.worker_group_start_timeout_s is not None:
         os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
             str(settings.worker_group_start_timeout_s)
-    with connect(settings) as connection:
+    quiet = dict(logging_level=logging.INFO if verbose else logging.WARNING)
+    with connect(settings, log_to_driver=verbose, init_kwargs=quiet) as connection:
         check_feasible(settings, connection, settings.worker_group_start_timeout_s)
+        run_console = RunConsole(verbose)
+        loop_config["console"] = run_console.open()
         trainer = FailFastTorchTrainer(
             train_loop_per_worker, train_loop_config=loop_config,
             scaling_config=ScalingConfig(num_workers=settings.num_workers,
@@ -137,11 +148,12 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
                                          resources_per_worker=settings.resources_per_worker,
                                          placement_strategy=settings.placement_strategy),
             torch_config=TorchConfig(backend=settings.torch_backend),
-            run_config=_run_config(cfg, spec, settings))
+            run_config=_run_config(cfg, spec, settings, verbose))
         print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
                   f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
                   f"seed={spec.seed} resume={spec.resume!r}", logger="current")
-        result = trainer.fit()
+        with run_console:
+            result = trainer.fit()
     details = _read_result(spec)
     return LaunchResult(spec=spec, metrics=details.get("metrics", {}), result=result,
                         details=details)

@@ -10,6 +10,7 @@ from .. import storage
 from ..config import Config
 from ..runner import Runner
 from ..runner import checkpoint as ckpt
+from .console_hook import ConsoleFeedHook
 
 
 class Secret:
@@ -67,6 +68,8 @@ def train_loop_per_worker(config: dict) -> None:
         if os.path.isdir(root) and root not in sys.path:
             sys.path.insert(0, root)  # custom_imports resolve as on the driver
     runner = Runner.from_cfg(_runner_cfg(config))
+    if config.get("console"):
+        runner.register_hook(ConsoleFeedHook(**config["console"]))
     mode = config["mode"]
     if mode == "train":
         runner.train()
@@ -79,7 +82,8 @@ def train_loop_per_worker(config: dict) -> None:
     if runner.rank == 0:
         last = runner.message_hub.get_info("last_ckpt")
         result = {"mode": mode, "metrics": metrics, "iter": runner.iter, "epoch": runner.epoch,
-                  "last_checkpoint": last, "resumed_from": runner.resumed_from,
+                  "last_checkpoint": last, "best_checkpoint": runner.message_hub.get_info(
+                      "best_ckpt"), "resumed_from": runner.resumed_from,
                   "log_dir": runner.log_dir, "seed": runner.seed, "timestamp": runner.timestamp}
         storage.write_text(storage.join(runner.log_dir, "result.json"),
                            json.dumps(result, indent=1, default=str))

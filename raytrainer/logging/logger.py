@@ -2,6 +2,7 @@
 
 ``MMLogger.get_instance(name, log_file=..., rank=...)`` creates a logger for a run;
 ``print_log(msg, logger='current')`` writes through the current one (or ``print`` when none).
+A record logged with ``extra={"file_only": True}`` goes to the log file but not the console.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ class _OnceFormatter(logging.Formatter):
         if record is not self._record:
             self._text, self._record = super().format(record), record
         return self._text
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, "file_only", False)
 
 
 class _FlushingStreamHandler(logging.StreamHandler):
@@ -73,6 +78,7 @@ class MMLogger(logging.Logger, ManagerMixin):
         console = logging.StreamHandler(sys.stdout)
         console.setFormatter(formatter)
         console.setLevel(level if rank == 0 else logging.ERROR)
+        console.addFilter(_not_file_only)
         self.addHandler(console)
         if log_file is not None:
             handler = _FlushingStreamHandler(_open_log_file(log_file, file_mode))

@@ -186,7 +186,8 @@ class Runner(CheckpointIO):
         self._hooks: list[Hook] = []
         self._hook_table: dict[str, list] = {}
         self.register_hooks(default_hooks, custom_hooks)
-        self.logger.info("Hooks will run in this order:\n" + self.get_hooks_info())
+        self.logger.info("Hooks will run in this order:\n" + self.get_hooks_info(),
+                         extra={"file_only": True})  # long; the console shows progress
         self.dump_config()
 
     @classmethod

@@ -1,0 +1,61 @@
+"""The summary the ``raytrainer`` command prints when a run ends.
+
+It owns the wording only: final metrics, best and last checkpoint, work_dir, wall time and the
+exact commands that resume the run and test its checkpoint. The values come from rank 0's
+``result.json`` (see :mod:`raytrainer.launch.worker`) or the in-process Runner.
+"""
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+
+
+def format_metrics(metrics: Mapping | None) -> str:
+    return "  ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
+                     for k, v in (metrics or {}).items())
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m03s``, ``2m03s`` or ``4.2s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _command(verb: str, config: str, work_dir: str, cfg_options: Sequence[str],
+             flag: str, checkpoint: str) -> str:
+    words = ["raytrainer", verb, config, "--work-dir", work_dir]
+    if cfg_options:
+        words += ["--cfg-options", *cfg_options]
+    return shlex.join(words + [flag, checkpoint])
+
+
+def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float,
+                config: str, cfg_options: Sequence[str] = (), last_checkpoint: str | None = None,
+                best_checkpoint: str | None = None) -> list[str]:
+    """The lines of the summary.
+
+    Args:
+        mode: ``'train'``, ``'val'`` or ``'test'``.
+        metrics: The final validation (or test) metrics.
+        work_dir: The run's work_dir (path or URL).
+        wall_s: Seconds the command took.
+        config: The config file as given on the command line.
+        cfg_options: The ``--cfg-options`` words given, repeated in the commands.
+        last_checkpoint: The newest checkpoint the run committed.
+        best_checkpoint: The best checkpoint (``save_best``), if any.
+    """
+    title = {"train": "final val", "val": "val", "test": "test"}[mode]
+    lines = [f"{title} {format_metrics(metrics)}" if metrics else f"{title}: no metrics"]
+    if mode == "train":
+        lines.append(f"best checkpoint: {best_checkpoint or '-'}")
+        lines.append(f"last checkpoint: {last_checkpoint or '-'}")
+    lines += [f"work_dir: {work_dir}", f"wall time: {format_duration(wall_s)}"]
+    if mode == "train" and last_checkpoint:
+        lines.append("resume: " + _command("train", config, work_dir, cfg_options, "--resume",
+                                           last_checkpoint))
+        lines.append("test:   " + _command("test", config, work_dir, cfg_options,
+                                           "--checkpoint", best_checkpoint or last_checkpoint))
+    return lines
