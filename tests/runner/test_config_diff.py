@@ -1,0 +1,39 @@
+"""Naming the model keys that differ between a checkpoint's stored config and the current one."""
+from __future__ import annotations
+
+import torch
+
+from raytrainer.config import Config
+from raytrainer.runner.config_diff import model_key_differences, saved_sections
+
+
+def _text(**model) -> str:
+    return Config(dict(model=dict(type="MLPClassifier", **model), work_dir="w")).pretty_text
+
+
+def test_the_differing_model_keys_are_named_with_both_values():
+    lines = model_key_differences(_text(hidden_dims=[64, 64], dropout=0.1),
+                                  {"model": dict(type="MLPClassifier", hidden_dims=[128, 128],
+                                                 dropout=0.1)})
+    assert lines == ["model.hidden_dims: checkpoint [64, 64], config [128, 128]"]
+
+
+def test_added_and_removed_keys_are_named():
+    lines = model_key_differences(_text(hidden_dims=[64]),
+                                  {"model": dict(type="MLPClassifier", num_classes=5)})
+    assert lines == ["model.hidden_dims: checkpoint [64], config '<unset>'",
+                     "model.num_classes: checkpoint '<unset>', config 5"]
+
+
+def test_a_class_given_as_type_matches_its_name_in_the_stored_text():
+    text = Config(dict(model=dict(type=torch.nn.Linear, in_features=2))).pretty_text
+    assert model_key_differences(text, {"model": dict(type=torch.nn.Linear,
+                                                      in_features=2)}) == []
+
+
+def test_the_stored_text_is_never_executed(tmp_path):
+    marker = tmp_path / "ran"
+    text = f"import os\nos.mkdir({str(marker)!r})\nmodel = dict(type=__import__('os').getcwd())\n"
+    assert saved_sections(text)["model"] is not None
+    assert model_key_differences(text, {"model": dict(type="X")}) == []
+    assert not marker.exists()
