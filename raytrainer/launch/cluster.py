@@ -3,7 +3,7 @@
 This module owns connecting the driver to Ray and nothing else about the run:
 
 - With no ``address`` (``--address``/``ray.address``) and no ``RAY_ADDRESS``, the driver starts
-  its **own** local instance (``address='local'``) on loopback and stops it at the end. It never
+  its **own** local instance (``address='local'``) and stops it at the end. It never
   joins an instance it did not start (another user's run, a ``ray start`` cluster), and a stale
   ``/tmp/ray/ray_current_cluster`` record is never read.
 - Joining a cluster is explicit: ``address='auto'`` (the cluster ``ray start`` made on this
