@@ -64,7 +64,11 @@ def decide_run(cfg: Config) -> RunSpec:
     timestamp, seed = time.strftime("%Y%m%d_%H%M%S"), randomness.get("seed")
     resume = cfg.get("resume", False)
     if resume in (True, "auto"):
-        latest = ckpt.latest_checkpoint(checkpoint_dir)
+        rejected: list[tuple[str, str]] = []
+        found = ckpt.list_checkpoints(checkpoint_dir, rejected=rejected)
+        latest = found[-1] if found else None
+        if latest is None and rejected:
+            raise ckpt.unusable_checkpoints_error(checkpoint_dir, rejected, f"resume={resume!r}")
         if latest is None:
             print_log(f"resume={resume!r}: no committed checkpoint in "
                       f"{storage.describe(checkpoint_dir)}; starting a new run",

@@ -469,7 +469,8 @@ def read_meta(location: str, record: dict | None = None) -> dict:
 
 
 def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
-                     lineage: str | None = None) -> list[str]:
+                     lineage: str | None = None,
+                     rejected: list[tuple[str, str]] | None = None) -> list[str]:
     """Committed, complete regular checkpoints (``epoch_N``/``iter_N``) under ``root``, oldest
     first in commit order. Torn or uncommitted directories are skipped with a warning.
 
@@ -486,6 +487,9 @@ def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
         lineage: Only checkpoints of this lineage (``meta.json``'s ``lineage``: the timestamp
             of the run that started it, which resumed runs inherit; a checkpoint without one
             belongs to the lineage of its own ``timestamp``).
+        rejected: If given, receives ``(location, reason)`` for every committed checkpoint
+            (one with a commit record) that is torn or corrupt, whatever its run: a resume
+            that finds only such checkpoints must fail rather than start afresh over them.
     """
     found = []
     for entry in storage.listdir(root):
@@ -499,6 +503,8 @@ def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
             if warn:
                 print_log(f"ignoring checkpoint {storage.describe(location)}: {exc}",
                           logger="current", level=logging.WARNING)
+            if rejected is not None and is_committed(location):
+                rejected.append((location, str(exc)))
             continue
         except FileNotFoundError:
             continue  # deleted while it was being read
@@ -518,6 +524,19 @@ def latest_checkpoint(root: str) -> str | None:
     :func:`list_checkpoints`), or None."""
     found = list_checkpoints(root)
     return found[-1] if found else None
+
+
+def unusable_checkpoints_error(root: str, rejected: list[tuple[str, str]],
+                               what: str) -> CheckpointError:
+    """The error of a resume that found committed checkpoints under ``root`` but none it can
+    use: it names each one and why it was rejected, and says that nothing was touched."""
+    reasons = "; ".join(f"{storage.describe(location)}: {reason}"
+                        for location, reason in rejected)
+    return CheckpointError(
+        f"{what}: {storage.describe(root)} holds {len(rejected)} committed checkpoint(s) but "
+        f"none is usable ({reasons}). Nothing was deleted or overwritten; repair or remove "
+        "them, resume from a given checkpoint (resume=<location>), or train without resume "
+        "in another work_dir")
 
 
 def delete_checkpoint(location: str) -> None:

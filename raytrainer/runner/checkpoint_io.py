@@ -273,7 +273,10 @@ class CheckpointIO:
         # A run whose timestamp was given (by the Ray driver) resumes only its own checkpoints:
         # older runs that used the same work_dir may have got further.
         own = self.timestamp if self._timestamp_given else None
-        candidates = ckpt.list_checkpoints(root, timestamp=own)
+        rejected: list[tuple[str, str]] = []
+        candidates = ckpt.list_checkpoints(root, timestamp=own, rejected=rejected)
+        if not candidates and rejected:
+            raise ckpt.unusable_checkpoints_error(root, rejected, f"resume={self._resume!r}")
         if not candidates:
             whose = f" of run {own}" if own else ""
             self.logger.info(f"resume={self._resume!r}: no committed checkpoint{whose} in "
