@@ -53,7 +53,10 @@ STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 COMMIT_FILE = "commit.json"
 RANK_STATE_KEY = "rank_state"
-_REGULAR_NAME = re.compile(r"^(epoch|iter)_(\d+)$")
+# ``epoch_3``, or ``epoch_3-<lineage>`` when ``epoch_3`` belongs to another run (see
+# :func:`name_for_lineage`)
+_REGULAR_NAME = re.compile(r"^(epoch|iter)_(\d+)(-[\w.]+)?$")
+_UNSAFE_IN_NAME = re.compile(r"[^\w.]")
 _THREADED_CRC_BYTES = 1 << 20
 _UPLOADS_IN_FLIGHT = 2
 _LARGE_FILE_BYTES = 16 << 20
@@ -61,9 +64,28 @@ _T = TypeVar("_T")
 
 
 def is_regular(location: str) -> bool:
-    """Whether ``location`` names a regular checkpoint (``epoch_N``/``iter_N``; not ``best_*``
-    or a custom name), the kind that is listed, retained by count and resumed from."""
+    """Whether ``location`` names a regular checkpoint (``epoch_N``/``iter_N``, possibly with a
+    ``-<lineage>`` suffix; not ``best_*`` or a custom name), the kind that is listed, retained
+    by count and resumed from."""
     return _REGULAR_NAME.match(str(location).rstrip("/").rsplit("/", 1)[-1]) is not None
+
+
+def lineage_suffixed(name: str, lineage: str) -> str:
+    """``name`` made distinct for ``lineage``: ``epoch_1`` -> ``epoch_1-20260102_030405``."""
+    return f"{name}-{_UNSAFE_IN_NAME.sub('_', lineage)}"
+
+
+def owning_lineage(location: str) -> str | None:
+    """The lineage whose committed checkpoint is at ``location`` (``meta.json``'s
+    ``lineage``, else its ``timestamp``); None if nothing committed is there, ``''`` if the
+    committed checkpoint is unreadable (its owner is unknown)."""
+    if not is_committed(location):
+        return None
+    try:
+        meta = read_meta(location)
+    except (CheckpointError, FileNotFoundError):
+        return ""
+    return str(meta.get("lineage") or meta.get("timestamp") or "")
 
 
 class CheckpointError(RuntimeError):

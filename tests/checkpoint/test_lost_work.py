@@ -7,6 +7,7 @@ import os
 import pytest
 
 from raytrainer import storage
+from raytrainer.hooks import Hook
 from raytrainer.runner import Runner
 from raytrainer.runner import checkpoint as ckpt
 
@@ -70,3 +71,48 @@ def test_resume_with_an_unreadable_newest_falls_back_to_the_older_one(tmp_path):
     resumed = Runner(**runner_kwargs(work_dir, epochs=3, val=False, resume=True))
     resumed.train()
     assert resumed.resumed_from == storage.join(root, "epoch_1")
+
+
+class FailAfterFirstEpoch(Hook):
+    """Fails the run right after its first checkpoint (like a bad first validation)."""
+
+    priority = "LOWEST"
+
+    def after_train_epoch(self, runner) -> None:
+        raise RuntimeError("the first validation failed")
+
+
+def test_a_new_run_never_replaces_another_runs_checkpoint_of_the_same_name(tmp_path):
+    work_dir = str(tmp_path)
+    root = storage.join(work_dir, "checkpoints")
+    first = Runner(**runner_kwargs(work_dir, epochs=2, val=False))
+    first.train()
+    before = _snapshot(root)
+
+    failing = Runner(**runner_kwargs(work_dir, epochs=2, val=False,
+                                     custom_hooks=[FailAfterFirstEpoch()]))
+    with pytest.raises(RuntimeError, match="the first validation failed"):
+        failing.train()
+    assert storage.exists(storage.join(root, f"epoch_1-{failing.lineage}", ckpt.COMMIT_FILE))
+    assert {k: v for k, v in _snapshot(root).items() if k in before} == before
+
+    hooks = dict(checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1))
+    second = Runner(**runner_kwargs(work_dir, epochs=2, val=False, default_hooks=hooks))
+    second.train()
+    own = [os.path.basename(x) for x in ckpt.list_checkpoints(root, lineage=second.lineage)]
+    assert own == [f"epoch_2-{second.lineage}"]  # retention holds for suffixed names
+    assert {k: v for k, v in _snapshot(root).items() if k in before} == before
+
+    resumed = Runner(**runner_kwargs(work_dir, epochs=3, val=False, resume=True))
+    resumed.train()  # resume=True continues the most recent commit, whatever its name
+    assert resumed.resumed_from == storage.join(root, f"epoch_2-{second.lineage}")
+    assert resumed.lineage == second.lineage
+    last = resumed.message_hub.get_info("last_ckpt")
+    assert last == storage.join(root, "epoch_3")  # a free name needs no suffix
+    assert {k: v for k, v in _snapshot(root).items() if k in before} == before
+
+    tested = run_cli("test", "configs/digits/mlp.py", "--launcher", "none", "--work-dir",
+                     str(tmp_path / "test"), "--cfg-options", "model.hidden_dims=[32]",
+                     "--checkpoint", storage.join(root, f"epoch_2-{second.lineage}"))
+    assert tested.returncode == 0, tested.stderr
+    assert "test accuracy/top1:" in tested.stdout
