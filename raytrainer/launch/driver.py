@@ -21,12 +21,14 @@ import json
 import logging
 import os
 import posixpath
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from .. import storage
 from ..config import Config
 from ..logging import print_log
+from ..runner.lease import WorkDirLease
 from .preflight import preflight
 from .run_spec import RunSpec, decide_run
 from .settings import RaySettings
@@ -120,8 +122,6 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     settings = settings or RaySettings.from_config(cfg.get("ray"))
     spec = decide_run(cfg) if mode == "train" else _eval_spec(cfg)
     preflight(cfg, spec.work_dir, mode, checkpoint)
-    if mode == "train":
-        _forget_earlier_ray_runs(cfg, spec)
     worker_cfg = cfg.to_dict()
     options = storage.storage_options_for(spec.work_dir) if storage.is_url(spec.work_dir) \
         else {}
@@ -143,7 +143,13 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
               f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
               f"seed={spec.seed} resume={spec.resume!r}", logger="current")
-    result = trainer.fit()
+    # One live run per work_dir: the driver holds the lease for the run and its restarts.
+    lease = WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
+                         resuming=bool(spec.resume)) if mode == "train" else nullcontext()
+    with lease:
+        if mode == "train":
+            _forget_earlier_ray_runs(cfg, spec)
+        result = trainer.fit()
     details = _read_result(spec)
     return LaunchResult(spec=spec, metrics=details.get("metrics", {}), result=result,
                         details=details)
