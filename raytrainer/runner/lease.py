@@ -140,15 +140,17 @@ class WorkDirLease:
         self._thread.start()
 
     def release(self) -> None:
-        """Stop the heartbeat and remove the lease if it is still ours."""
+        """Stop the heartbeat and remove the lease if it is still ours (one try: a run
+        ending in a storage outage must not wait for it; the lease then goes stale)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         try:
-            current = read_lease(self.work_dir)
-            if current is not None and current.token == self.token:
-                storage.remove(lease_location(self.work_dir))
+            with storage.one_attempt():
+                current = read_lease(self.work_dir)
+                if current is not None and current.token == self.token:
+                    storage.remove(lease_location(self.work_dir))
         except storage.StorageError as exc:
             print_log(f"could not remove the lease {lease_location(self.work_dir)}: {exc}; "
                       f"it goes stale {self.stale_s:.0f} s after its last heartbeat",
@@ -161,6 +163,10 @@ class WorkDirLease:
         storage.write_text(lease_location(self.work_dir), json.dumps(asdict(record)))
 
     def _beat(self) -> None:
+        with storage.one_attempt():  # a missed heartbeat is retried by the next one
+            self._beat_until_stopped()
+
+    def _beat_until_stopped(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 current = read_lease(self.work_dir)

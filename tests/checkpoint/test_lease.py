@@ -21,7 +21,7 @@ from ..test_cli import ROOT, run_cli
 
 
 def _config(tmp_path, release: str | None = None) -> str:
-    hooks = f"[dict(type='tests.checkpoint.lease_hooks.WaitForFile', path={release!r})]" \
+    hooks = f"[dict(type='tests.checkpoint.process_hooks.WaitForFile', path={release!r})]" \
         if release else "[]"
     path = tmp_path / f"cfg_{time.monotonic_ns()}.py"
     path.write_text(f"_base_ = [{os.path.join(ROOT, 'configs/digits/mlp.py')!r}]\n"
