@@ -207,15 +207,18 @@ class _RankZeroLease:
         self.lease = lease
 
     def __enter__(self) -> WorkDirLease:
-        error = [None]
+        error: list = [None]
+        failure: Exception | None = None
         if dist.get_rank() == 0:
             try:
                 self.lease.acquire()
-            except WorkDirInUseError as exc:
-                error[0] = str(exc)
+            except Exception as exc:  # every rank must hear of it, or the others would hang
+                failure, error[0] = exc, f"{type(exc).__name__}: {exc}"
         dist.broadcast_object_list(error)
+        if failure is not None:
+            raise failure
         if error[0] is not None:
-            raise WorkDirInUseError(error[0])
+            raise WorkDirInUseError(f"rank 0 could not take the work_dir lease: {error[0]}")
         return self.lease
 
     def __exit__(self, *exc: Any) -> None:
