@@ -135,3 +135,25 @@ def test_of_runs_started_together_exactly_one_holds_the_lease(tmp_path):
         for lease in leases:
             lease.release()
     assert not storage.exists(storage.join(work_dir, LEASE_FILE))
+
+
+def test_the_ray_driver_resuming_its_own_run_takes_the_lease_over(tmp_path):
+    # What a resubmitted driver does (decide_run, then WorkDirLease) after its predecessor
+    # was killed with the lease still fresh; the Ray run itself is not needed for this.
+    from raytrainer.config import Config
+    from raytrainer.launch.run_spec import decide_run
+
+    work_dir = str(tmp_path / "run")
+    first = _runner(work_dir, default_hooks=dict(checkpoint=dict(type="CheckpointHook")))
+    first.train()
+    _fake_lease(work_dir, first.lineage, age=1)
+    cfg = Config(dict(work_dir=work_dir, resume=True))
+    spec = decide_run(cfg)
+    assert spec.lineage == first.lineage and spec.resume
+    with WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
+                      resuming=bool(spec.resume)):
+        assert read_lease(work_dir).run == spec.experiment_name
+    _fake_lease(work_dir, first.lineage, age=1)
+    fresh = decide_run(Config(dict(work_dir=work_dir)))  # not a resume: refused
+    with pytest.raises(WorkDirInUseError, match="in use by run gone_run"):
+        WorkDirLease(fresh.work_dir, fresh.experiment_name, fresh.lineage).acquire()
