@@ -225,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("raytrainer: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # every failure becomes one readable paragraph and exit code 1
+        from . import storage
+
+        storage.last_attempts_only()  # what still uploads gets one last try, then we exit
         if args.debug:
             traceback.print_exc()
         print(f"raytrainer {args.command} failed: {_reason(exc)}", file=sys.stderr)

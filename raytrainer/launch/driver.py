@@ -23,12 +23,14 @@ import json
 import logging
 import os
 import posixpath
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from .. import storage
 from ..config import Config
 from ..logging import print_log
+from ..runner.lease import WorkDirLease
 from .cluster import check_feasible, connect
 from .console import RunConsole
 from .failures import FailFastTorchTrainer
@@ -127,8 +129,6 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     storage.set_storage_options(options)
     spec = decide_run(cfg) if mode == "train" else _eval_spec(cfg)
     preflight(cfg, spec.work_dir, mode, checkpoint)
-    if mode == "train":
-        _forget_earlier_ray_runs(cfg, spec)
     loop_config = dict(cfg=cfg.to_dict(), filename=cfg.filename, spec=spec.to_dict(), mode=mode,
                        checkpoint=checkpoint, storage=Secret(options),
                        import_roots=import_roots(cfg),
@@ -136,8 +136,13 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     if settings.worker_group_start_timeout_s is not None:
         os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
             str(settings.worker_group_start_timeout_s)
+    # One live run per work_dir: the driver holds the lease for the run and its restarts.
+    lease = WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
+                         resuming=bool(spec.resume)) if mode == "train" else nullcontext()
     quiet = dict(logging_level=logging.INFO if verbose else logging.WARNING)
-    with connect(settings, log_to_driver=verbose, init_kwargs=quiet) as connection:
+    with lease, connect(settings, log_to_driver=verbose, init_kwargs=quiet) as connection:
+        if mode == "train":
+            _forget_earlier_ray_runs(cfg, spec)
         check_feasible(settings, connection, settings.worker_group_start_timeout_s)
         run_console = RunConsole(verbose)
         loop_config["console"] = run_console.open()

@@ -22,10 +22,16 @@ else may delete those, because Ray's checkpoint manager fails the run when a dir
 deletes is already gone (``delete_fs_path`` raises ``FileNotFoundError``), and a new controller
 (a resubmitted run) refuses a run snapshot that lists a missing checkpoint. The CheckpointHook
 skips them (``runner.checkpoint_deleted_elsewhere``) and deletes the rest by its own rules:
-``best_*`` checkpoints (never registered, so they do not count toward Ray's limit),
-checkpoints under an ``out_dir`` outside the run directory (Ray cannot track them), and
-checkpoints in the run directory that Ray does not list when this worker group starts (asked
-with ``get_all_reported_checkpoints``: a run killed between a commit and the next report).
+``best_*`` checkpoints (never registered, so they do not count toward Ray's limit) and
+checkpoints under an ``out_dir`` outside the run directory (Ray cannot track them).
+
+Retention across restarts: a worker group killed between a commit and the report that would
+register it leaves a committed checkpoint Ray never got. When a worker group starts (after a
+restart, or in a resubmitted run), rank 0 asks Ray which checkpoints it tracks
+(``get_all_reported_checkpoints``) and registers this lineage's untracked ones in the run
+directory, oldest first, at its next report, before its own new ones. Ray then counts every
+checkpoint of the lineage and keeps ``num_to_keep`` of them. (Leaving those leftovers to the
+CheckpointHook made two owners count different sets, and the leftovers outlived retention.)
 """
 from __future__ import annotations
 
@@ -74,7 +80,7 @@ class RayReportHook(Hook):
         self._saves_reported = 0
         self._saves_seen = 0
         self._warned_outside = False
-        self._not_registered: set[str] = set()
+        self._leftovers: list[str] = []
 
     def before_run(self, runner) -> None:
         import ray.train
@@ -83,18 +89,18 @@ class RayReportHook(Hook):
         self._saves_reported = self._saves_seen = runner.checkpoint_saves
         self._run_dir = str(runner.work_dir).rstrip("/")
         if runner.rank == 0:
-            self._not_registered = self._unregistered_checkpoints(runner)
             runner.checkpoint_deleted_elsewhere = self._deleted_by_ray
 
-    def _unregistered_checkpoints(self, runner) -> set[str]:
-        """Committed regular checkpoints in the run directory that Ray does not track (it has
-        not registered them, or they predate this Ray run)."""
+    def _unregistered_checkpoints(self, runner) -> list[str]:
+        """This lineage's committed regular checkpoints in the run directory that Ray does not
+        track (an earlier attempt committed them and was killed before reporting them, or they
+        predate this Ray run), oldest first."""
         import ray.train
         from ray.train import CheckpointConsistencyMode
 
         root = str(runner.checkpoint_dir).rstrip("/")
         if not root.startswith(self._run_dir + "/"):
-            return set()
+            return []
         experiment = self._context.get_storage().experiment_fs_path.rstrip("/")
         tracked = set()
         reported = ray.train.get_all_reported_checkpoints(
@@ -103,19 +109,22 @@ class RayReportHook(Hook):
             path = str(item.checkpoint.path).rstrip("/")
             if path.startswith(experiment + "/"):
                 tracked.add(self._run_dir + path[len(experiment):])
-        return {location for location in ckpt.list_checkpoints(root, warn=False)
-                if location.rstrip("/") not in tracked}
+        return [location for location in ckpt.list_checkpoints(root, warn=False,
+                                                               lineage=runner.lineage)
+                if location.rstrip("/") not in tracked]
 
     def _deleted_by_ray(self, location: str) -> bool:
         """Whether Ray, not the CheckpointHook, deletes the checkpoint at ``location``: every
-        regular checkpoint in the run directory except those Ray never got (see above)."""
-        return location.startswith(self._run_dir + "/") and ckpt.is_regular(location) and \
-            location not in self._not_registered
+        regular checkpoint of this lineage in the run directory (those Ray does not track yet
+        are registered at the next report)."""
+        return location.startswith(self._run_dir + "/") and ckpt.is_regular(location)
 
     def before_train(self, runner) -> None:
         # The rate that plans the checks is measured from here (after a resume, too).
         self._last_report = self._checked_at = self._clock()
         self._checked_iter, self._next_check = runner.iter, 0
+        if runner.rank == 0:  # the lineage is known once the runner has resumed
+            self._leftovers = self._unregistered_checkpoints(runner)
 
     def _ray_checkpoint(self, runner, location: str):
         """The Ray checkpoint to register for a committed location, or None (``best_*``
@@ -141,22 +150,31 @@ class RayReportHook(Hook):
         import ray.train
         from ray.train import CheckpointUploadMode
 
+        metrics = _metrics(runner)
         checkpoints: list = []
         if runner.rank == 0:
+            # Leftovers of an earlier attempt first (older), with their own epoch/iter.
+            for location in self._leftovers:
+                checkpoint = self._ray_checkpoint(runner, location)
+                if checkpoint is not None and ckpt.is_committed(location):
+                    meta = ckpt.read_meta(location)
+                    checkpoints.append((checkpoint, location.rstrip("/").rsplit("/", 1)[-1],
+                                        {**metrics, "epoch": meta.get("epoch", 0),
+                                         "iter": meta.get("iter", 0)}))
+            self._leftovers = []
             pending = runner.committed_checkpoints
             while pending:  # the background writer may append meanwhile; the rest waits
                 location = pending.popleft()
                 checkpoint = self._ray_checkpoint(runner, location)
                 if checkpoint is not None:
                     name = location.rstrip("/").rsplit("/", 1)[-1]
-                    checkpoints.append((checkpoint, name))
-                    self._not_registered.discard(location)  # rewritten by this run
+                    checkpoints.append((checkpoint, name, metrics))
         count = [len(checkpoints)]
         dist.broadcast_object_list(count)  # report() is a barrier: the same calls on every rank
-        metrics = _metrics(runner)
         for index in range(max(count[0], 1)):
-            checkpoint, name = checkpoints[index] if index < len(checkpoints) else (None, None)
-            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name,
+            checkpoint, name, values = checkpoints[index] if index < len(checkpoints) else \
+                (None, None, metrics)
+            ray.train.report(values, checkpoint=checkpoint, checkpoint_dir_name=name,
                              checkpoint_upload_mode=CheckpointUploadMode.ASYNC,
                              delete_local_checkpoint_after_upload=False,
                              checkpoint_upload_fn=_keep)

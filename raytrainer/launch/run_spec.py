@@ -26,6 +26,7 @@ class RunSpec:
         experiment_name: The run's name.
         checkpoint_dir: Where its checkpoints are.
         resume: What the first attempt resumes from: False, or a checkpoint location.
+        lineage: The checkpoint lineage the run continues (its own timestamp when fresh).
     """
 
     work_dir: str
@@ -34,6 +35,7 @@ class RunSpec:
     experiment_name: str
     checkpoint_dir: str
     resume: bool | str
+    lineage: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,9 +64,14 @@ def decide_run(cfg: Config) -> RunSpec:
     checkpoint_dir = checkpoint_dir_for(work_dir, _checkpoint_out_dir(cfg))
     randomness = cfg.get("randomness") or {}
     timestamp, seed = time.strftime("%Y%m%d_%H%M%S"), randomness.get("seed")
+    lineage = None
     resume = cfg.get("resume", False)
     if resume in (True, "auto"):
-        latest = ckpt.latest_checkpoint(checkpoint_dir)
+        rejected: list[tuple[str, str]] = []
+        found = ckpt.list_checkpoints(checkpoint_dir, rejected=rejected)
+        latest = found[-1] if found else None
+        if latest is None and rejected:
+            raise ckpt.unusable_checkpoints_error(checkpoint_dir, rejected, f"resume={resume!r}")
         if latest is None:
             print_log(f"resume={resume!r}: no committed checkpoint in "
                       f"{storage.describe(checkpoint_dir)}; starting a new run",
@@ -73,6 +80,7 @@ def decide_run(cfg: Config) -> RunSpec:
         else:
             meta = ckpt.read_meta(latest)
             timestamp = meta.get("timestamp", timestamp)
+            lineage = meta.get("lineage")
             seed = meta.get("seed", seed) if seed is None else seed
             resume = latest
     elif resume and not isinstance(resume, str):
@@ -82,4 +90,5 @@ def decide_run(cfg: Config) -> RunSpec:
         seed = draw_seed()
     name = experiment_name_for(cfg.get("experiment_name"), cfg.filename, timestamp)
     return RunSpec(work_dir=work_dir, timestamp=timestamp, seed=int(seed),
-                   experiment_name=name, checkpoint_dir=checkpoint_dir, resume=resume)
+                   experiment_name=name, checkpoint_dir=checkpoint_dir, resume=resume,
+                   lineage=lineage or timestamp)

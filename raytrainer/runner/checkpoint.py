@@ -53,7 +53,10 @@ STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 COMMIT_FILE = "commit.json"
 RANK_STATE_KEY = "rank_state"
-_REGULAR_NAME = re.compile(r"^(epoch|iter)_(\d+)$")
+# ``epoch_3``, or ``epoch_3-<lineage>`` when ``epoch_3`` belongs to another run (see
+# :func:`name_for_lineage`)
+_REGULAR_NAME = re.compile(r"^(epoch|iter)_(\d+)(-[\w.]+)?$")
+_UNSAFE_IN_NAME = re.compile(r"[^\w.]")
 _THREADED_CRC_BYTES = 1 << 20
 _UPLOADS_IN_FLIGHT = 2
 _LARGE_FILE_BYTES = 16 << 20
@@ -61,9 +64,28 @@ _T = TypeVar("_T")
 
 
 def is_regular(location: str) -> bool:
-    """Whether ``location`` names a regular checkpoint (``epoch_N``/``iter_N``; not ``best_*``
-    or a custom name), the kind that is listed, retained by count and resumed from."""
+    """Whether ``location`` names a regular checkpoint (``epoch_N``/``iter_N``, possibly with a
+    ``-<lineage>`` suffix; not ``best_*`` or a custom name), the kind that is listed, retained
+    by count and resumed from."""
     return _REGULAR_NAME.match(str(location).rstrip("/").rsplit("/", 1)[-1]) is not None
+
+
+def lineage_suffixed(name: str, lineage: str) -> str:
+    """``name`` made distinct for ``lineage``: ``epoch_1`` -> ``epoch_1-20260102_030405``."""
+    return f"{name}-{_UNSAFE_IN_NAME.sub('_', lineage)}"
+
+
+def owning_lineage(location: str) -> str | None:
+    """The lineage whose committed checkpoint is at ``location`` (``meta.json``'s
+    ``lineage``, else its ``timestamp``); None if nothing committed is there, ``''`` if the
+    committed checkpoint is unreadable (its owner is unknown)."""
+    if not is_committed(location):
+        return None
+    try:
+        meta = read_meta(location)
+    except (CheckpointError, FileNotFoundError):
+        return ""
+    return str(meta.get("lineage") or meta.get("timestamp") or "")
 
 
 class CheckpointError(RuntimeError):
@@ -469,7 +491,8 @@ def read_meta(location: str, record: dict | None = None) -> dict:
 
 
 def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
-                     lineage: str | None = None) -> list[str]:
+                     lineage: str | None = None,
+                     rejected: list[tuple[str, str]] | None = None) -> list[str]:
     """Committed, complete regular checkpoints (``epoch_N``/``iter_N``) under ``root``, oldest
     first in commit order. Torn or uncommitted directories are skipped with a warning.
 
@@ -486,6 +509,9 @@ def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
         lineage: Only checkpoints of this lineage (``meta.json``'s ``lineage``: the timestamp
             of the run that started it, which resumed runs inherit; a checkpoint without one
             belongs to the lineage of its own ``timestamp``).
+        rejected: If given, receives ``(location, reason)`` for every committed checkpoint
+            (one with a commit record) that is torn or corrupt, whatever its run: a resume
+            that finds only such checkpoints must fail rather than start afresh over them.
     """
     found = []
     for entry in storage.listdir(root):
@@ -499,6 +525,8 @@ def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
             if warn:
                 print_log(f"ignoring checkpoint {storage.describe(location)}: {exc}",
                           logger="current", level=logging.WARNING)
+            if rejected is not None and is_committed(location):
+                rejected.append((location, str(exc)))
             continue
         except FileNotFoundError:
             continue  # deleted while it was being read
@@ -518,6 +546,19 @@ def latest_checkpoint(root: str) -> str | None:
     :func:`list_checkpoints`), or None."""
     found = list_checkpoints(root)
     return found[-1] if found else None
+
+
+def unusable_checkpoints_error(root: str, rejected: list[tuple[str, str]],
+                               what: str) -> CheckpointError:
+    """The error of a resume that found committed checkpoints under ``root`` but none it can
+    use: it names each one and why it was rejected, and says that nothing was touched."""
+    reasons = "; ".join(f"{storage.describe(location)}: {reason}"
+                        for location, reason in rejected)
+    return CheckpointError(
+        f"{what}: {storage.describe(root)} holds {len(rejected)} committed checkpoint(s) but "
+        f"none is usable ({reasons}). Nothing was deleted or overwritten; repair or remove "
+        "them, resume from a given checkpoint (resume=<location>), or train without resume "
+        "in another work_dir")
 
 
 def delete_checkpoint(location: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .. import __version__, storage
+from .. import __version__, dist, storage
 from . import checkpoint as ckpt
 from .async_checkpoint import AsyncCheckpointer, copy_to_cpu
 from .loops import find_sampler
@@ -133,7 +133,9 @@ class CheckpointIO:
         """Save the training state as checkpoint ``filename`` under ``out_dir``.
 
         Every rank calls this. Rank 0 writes the shared files and commits once every rank has
-        written its own; an existing checkpoint of the same name is replaced.
+        written its own. An existing checkpoint of the same name is replaced only if it belongs
+        to this run's lineage (or was never committed); another run's committed checkpoint is
+        kept, and this one is saved as ``<filename>-<lineage>`` beside it.
 
         Args:
             asynchronous: Return as soon as the state is copied to CPU memory and write it on a
@@ -144,15 +146,13 @@ class CheckpointIO:
         Returns:
             The checkpoint's location.
         """
-        location = storage.join(str(out_dir), filename)
         if asynchronous:
             self._checkpointer().wait()  # at most one write in flight; surface its failure
         checkpoint = self.checkpoint_state(save_optimizer, save_param_scheduler, meta, by_epoch)
         self.call_hook("before_save_checkpoint", checkpoint=checkpoint)
-        if self.rank == 0 and storage.exists(location):
-            self.logger.warning(f"replacing {storage.describe(location)}")
-            ckpt.delete_checkpoint(location)
-        self.strategy.barrier()  # no rank writes before a stale directory is gone
+        box = [self._clear_location(str(out_dir), filename) if self.rank == 0 else None]
+        dist.broadcast_object_list(box)  # no rank writes before a stale directory is gone
+        location = box[0]
         rank, world = self.rank, self.world_size
 
         self.checkpoint_saves += 1
@@ -172,6 +172,30 @@ class CheckpointIO:
         else:
             write()
             self.strategy.barrier()
+        return location
+
+    def _clear_location(self, out_dir: str, filename: str) -> str:
+        """Rank 0: where checkpoint ``filename`` of this run goes, emptied of a stale copy.
+
+        A directory of the same name is replaced if it is uncommitted or of this lineage; a
+        committed checkpoint of another run (or one whose owner cannot be read) is never
+        touched: this run's goes to ``<filename>-<lineage>`` instead.
+        """
+        location = storage.join(out_dir, filename)
+        owner = ckpt.owning_lineage(location) if storage.exists(location) else None
+        if owner is not None and owner != self.lineage:
+            distinct = storage.join(out_dir, ckpt.lineage_suffixed(filename, self.lineage))
+            self.logger.info(f"{storage.describe(location)} is a checkpoint of another run "
+                             f"({owner or 'unreadable'}); kept, and this run's is saved as "
+                             f"{storage.describe(distinct)}")
+            location = distinct
+            owner = ckpt.owning_lineage(location) if storage.exists(location) else None
+            if owner is not None and owner != self.lineage:
+                raise ckpt.CheckpointError(f"cannot save {storage.describe(location)}: it is a "
+                                           f"checkpoint of another run ({owner or 'unreadable'})")
+        if storage.exists(location):
+            self.logger.warning(f"replacing {storage.describe(location)}")
+            ckpt.delete_checkpoint(location)
         return location
 
     def _checkpointer(self) -> AsyncCheckpointer:
@@ -273,7 +297,10 @@ class CheckpointIO:
         # A run whose timestamp was given (by the Ray driver) resumes only its own checkpoints:
         # older runs that used the same work_dir may have got further.
         own = self.timestamp if self._timestamp_given else None
-        candidates = ckpt.list_checkpoints(root, timestamp=own)
+        rejected: list[tuple[str, str]] = []
+        candidates = ckpt.list_checkpoints(root, timestamp=own, rejected=rejected)
+        if not candidates and rejected:
+            raise ckpt.unusable_checkpoints_error(root, rejected, f"resume={self._resume!r}")
         if not candidates:
             whose = f" of run {own}" if own else ""
             self.logger.info(f"resume={self._resume!r}: no committed checkpoint{whose} in "

@@ -40,6 +40,7 @@ from ..strategy import ddp_strategy_cfg
 from ..utils.randomness import draw_seed, set_random_seed
 from . import build
 from .checkpoint_io import CheckpointIO
+from .lease import runner_lease
 
 _TRAIN_KEYS = ("train_dataloader", "train_cfg", "optim_wrapper")
 _VAL_KEYS = ("val_dataloader", "val_cfg", "val_evaluator")
@@ -491,8 +492,9 @@ class Runner(CheckpointIO):
         self._init_model_weights()
         self.load_or_resume()
         self.optim_wrapper.initialize_count_status(self.model, loop.iter, loop.max_iters)
-        model = loop.run()
-        self.wait_for_checkpoint()
+        with runner_lease(self):  # one live run per work_dir
+            model = loop.run()
+            self.wait_for_checkpoint()
         self.call_hook("after_run")
         return model
 

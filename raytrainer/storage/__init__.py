@@ -49,7 +49,7 @@ from .options import (
     storage_options_for,
 )
 from .redaction import describe, redact
-from .retry import call_with_retries, set_retry_policy
+from .retry import call_with_retries, last_attempts_only, one_attempt, set_retry_policy
 from .streams import (
     OutputStream,
     SyncedTextFile,
@@ -63,7 +63,8 @@ __all__ = [
     "ENV_VAR", "OutputStream", "StorageError", "StorageNotFoundError", "StoragePermissionError",
     "SyncedTextFile", "call_with_retries", "describe", "error_code", "exists", "file_crc32",
     "file_size", "fsspec", "get_file", "get_filesystem", "is_dir", "is_transient", "is_url",
-    "join", "listdir", "local_path", "makedirs", "open_file", "open_input_stream",
+    "join", "last_attempts_only", "listdir", "local_path", "makedirs", "one_attempt",
+    "open_file", "open_input_stream",
     "open_output_stream", "open_text_for_append", "put_file", "read_bytes", "read_text",
     "redact", "remove", "reset_storage_options", "resolved_storage_options",
     "set_retry_policy", "set_storage_options",

@@ -1,16 +1,21 @@
 """Retrying storage calls: exponential backoff with jitter for transient failures.
 
 This module owns the retry policy (attempts and delays, tunable with :func:`set_retry_policy`)
-and :func:`call_with_retries`, which every storage operation goes through. Which failures are
-transient is decided in ``errors.py``. s3fs and botocore retry some failures themselves first;
-this layer catches what they give up on (and everything other filesystems raise).
+and :func:`call_with_retries`, which every storage operation goes through. Once a process is
+ending after a fatal error, :func:`last_attempts_only` gives every further call a single try,
+so background uploads (remote logs, a checkpoint write in flight) cannot keep it alive. Which
+failures are transient is decided in ``errors.py``. s3fs and botocore retry some failures
+themselves first; this layer catches what they give up on (and everything other filesystems
+raise).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ..logging import print_log
@@ -20,6 +25,30 @@ from .redaction import redact_text
 T = TypeVar("T")
 
 _policy: dict[str, float] = {"attempts": 5, "base_delay": 0.5, "max_delay": 8.0}
+_ending = False
+_this_thread = threading.local()
+
+
+@contextlib.contextmanager
+def one_attempt() -> Iterator[None]:
+    """Storage calls made by this thread inside the block get one attempt, no retries (for
+    best-effort work such as heartbeats, whose next round is the retry)."""
+    before = getattr(_this_thread, "one_attempt", False)
+    _this_thread.one_attempt = True
+    try:
+        yield
+    finally:
+        _this_thread.one_attempt = before
+
+
+def last_attempts_only() -> None:
+    """From now on every storage call in this process gets one attempt, without retries.
+
+    For a process that is ending after a fatal error: what is still uploading (logs at exit,
+    a background checkpoint write) gets a bounded last try, and the process exits.
+    """
+    global _ending
+    _ending = True
 
 
 def set_retry_policy(attempts: int | None = None, base_delay: float | None = None,
@@ -79,6 +108,8 @@ def call_with_retries(fn: Callable[..., T], *args: Any, description: str,
             reads ``storage: cannot <description>: <reason>`` and the original exception is
             ``__cause__``. A ``StorageError`` raised by ``fn`` itself passes through unchanged.
     """
+    if _ending or getattr(_this_thread, "one_attempt", False):
+        attempts = 1
     attempts = int(_policy["attempts"] if attempts is None else attempts)
     base_delay = _policy["base_delay"] if base_delay is None else base_delay
     max_delay = _policy["max_delay"] if max_delay is None else max_delay
@@ -98,4 +129,5 @@ def call_with_retries(fn: Callable[..., T], *args: Any, description: str,
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-__all__ = ["call_with_retries", "retry_delay", "set_retry_policy"]
+__all__ = ["call_with_retries", "last_attempts_only", "one_attempt", "retry_delay",
+           "set_retry_policy"]

@@ -315,15 +315,16 @@ def open_text_for_append(location: str, mode: str = "a",
 
 
 def _sync_open_streams() -> None:
-    """Upload remote logs that are still open when the interpreter exits."""
+    """Upload remote logs that are still open when the interpreter exits: one try each, so a
+    storage outage cannot hold the process (a run that ends normally has closed them)."""
     global _exiting
+    _exiting = True
     for stream in list(_open_synced):
         try:
             stream.sync()
         except (StorageError, ValueError) as exc:
             warnings.warn(f"could not upload {describe(stream.location)} at exit: {exc}",
                           RuntimeWarning, stacklevel=1)
-    _exiting = True  # uploads after this point (logging.shutdown) get one try, no retries
 
 
 atexit.register(_sync_open_streams)

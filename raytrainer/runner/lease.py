@@ -1,0 +1,236 @@
+"""The work_dir lease: at most one live training run writes into a work_dir at a time.
+
+Two runs in one work_dir overwrite and prune each other's checkpoints, so a training run holds
+a lease on its work_dir: the record ``<work_dir>/.raytrainer-lease.json`` naming the run, its
+lineage, its process and a random token. Object stores have no atomic create or rename, so
+the lease is taken by writing it and reading it back after a short settling time: of runs
+that start together, the one whose record is read back by all of them wins, and the others
+are refused. While the run lives a thread re-writes the record every ``heartbeat`` seconds; a
+record whose heartbeat is older than ``stale after`` seconds belongs to a run that is gone
+(killed, lost node) and is taken over. An explicit resume of the same lineage takes the lease
+over at once (a resubmitted driver continues its own run). The lease is removed when the run
+ends, if it is still ours.
+
+Timing comes from ``RAYTRAINER_LEASE_HEARTBEAT_S`` (default 10) and
+``RAYTRAINER_LEASE_STALE_S`` (default 60). Staleness compares wall clocks of the two
+machines. This module owns the lease record only; it never touches checkpoints or logs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .. import dist, storage
+from ..logging import print_log
+
+LEASE_FILE = ".raytrainer-lease.json"
+HEARTBEAT_ENV = "RAYTRAINER_LEASE_HEARTBEAT_S"
+STALE_ENV = "RAYTRAINER_LEASE_STALE_S"
+_MIN_SETTLE_S, _MAX_SETTLE_S = 0.1, 5.0
+
+
+class WorkDirInUseError(RuntimeError):
+    """Another live run holds the work_dir's lease."""
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    token: str
+    run: str
+    lineage: str
+    holder: str
+    started: float
+    heartbeat: float
+
+    def age(self) -> float:
+        return time.time() - self.heartbeat
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if seconds <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return seconds
+
+
+def lease_location(work_dir: str) -> str:
+    return storage.join(str(work_dir), LEASE_FILE)
+
+
+def read_lease(work_dir: str) -> LeaseRecord | None:
+    """The lease record of ``work_dir``, or None if there is none (or it is unreadable)."""
+    try:
+        return LeaseRecord(**json.loads(storage.read_text(lease_location(work_dir))))
+    except storage.StorageNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:  # a torn record holds nothing
+        print_log(f"ignoring the unreadable lease {lease_location(work_dir)}: {exc}",
+                  logger="current", level=logging.WARNING)
+        return None
+
+
+class WorkDirLease:
+    """The lease of one run on ``work_dir``; a context manager (acquire ... release).
+
+    Args:
+        work_dir: The run's work_dir (path or URL).
+        run: The run's name, shown to runs that are refused.
+        lineage: The run's checkpoint lineage.
+        resuming: The run resumes its lineage: it may take over a lease of the same lineage
+            that is not stale yet (its earlier process died).
+        logger: Where take-overs and heartbeat problems are logged.
+    """
+
+    def __init__(self, work_dir: str, run: str, lineage: str, resuming: bool = False,
+                 logger: logging.Logger | str = "current"):
+        self.work_dir, self.run, self.lineage, self.resuming = str(work_dir), run, lineage, resuming
+        self.logger = logger
+        self.heartbeat_s = _seconds(HEARTBEAT_ENV, 10.0)
+        self.stale_s = _seconds(STALE_ENV, 60.0)
+        self.token = uuid.uuid4().hex
+        self.lost = False
+        self._started = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> WorkDirLease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lease or raise :class:`WorkDirInUseError` naming the holder."""
+        current = read_lease(self.work_dir)
+        if current is not None and current.token != self.token:
+            if current.age() > self.stale_s:
+                print_log(f"{lease_location(self.work_dir)}: run {current.run} on "
+                          f"{current.holder} sent no heartbeat for {current.age():.0f} s; "
+                          "taking its lease over", logger=self.logger, level=logging.WARNING)
+            elif self.resuming and current.lineage == self.lineage:
+                print_log(f"{lease_location(self.work_dir)}: resuming run {current.run} "
+                          f"(lineage {current.lineage}); taking its lease over from "
+                          f"{current.holder}", logger=self.logger, level=logging.WARNING)
+            else:
+                raise WorkDirInUseError(self._refusal(current))
+        began = time.monotonic()
+        self._write()
+        # Another run that read no (or a stale) lease before our write lands writes its own
+        # within about one round trip: wait a few of ours, then see whose record stayed.
+        time.sleep(min(max(3 * (time.monotonic() - began), _MIN_SETTLE_S), _MAX_SETTLE_S))
+        winner = read_lease(self.work_dir)
+        if winner is None or winner.token != self.token:
+            raise WorkDirInUseError(self._refusal(winner) if winner is not None else
+                                    f"{storage.describe(self.work_dir)}: the lease "
+                                    f"{LEASE_FILE} vanished while it was being taken")
+        self._thread = threading.Thread(target=self._beat, name="raytrainer-lease",
+                                        daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the lease if it is still ours (one try: a run
+        ending in a storage outage must not wait for it; the lease then goes stale)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        try:
+            with storage.one_attempt():
+                current = read_lease(self.work_dir)
+                if current is not None and current.token == self.token:
+                    storage.remove(lease_location(self.work_dir))
+        except storage.StorageError as exc:
+            print_log(f"could not remove the lease {lease_location(self.work_dir)}: {exc}; "
+                      f"it goes stale {self.stale_s:.0f} s after its last heartbeat",
+                      logger=self.logger, level=logging.WARNING)
+
+    def _write(self) -> None:
+        record = LeaseRecord(token=self.token, run=self.run, lineage=self.lineage,
+                             holder=f"{socket.gethostname()} pid {os.getpid()}",
+                             started=self._started, heartbeat=time.time())
+        storage.write_text(lease_location(self.work_dir), json.dumps(asdict(record)))
+
+    def _beat(self) -> None:
+        with storage.one_attempt():  # a missed heartbeat is retried by the next one
+            self._beat_until_stopped()
+
+    def _beat_until_stopped(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                current = read_lease(self.work_dir)
+                if current is not None and current.token != self.token:
+                    self.lost = True
+                    print_log(f"{storage.describe(self.work_dir)}: the lease was taken over "
+                              f"by run {current.run} on {current.holder}; two runs now write "
+                              "into this work_dir", logger=self.logger, level=logging.ERROR)
+                    return
+                self._write()
+            except storage.StorageError as exc:
+                print_log(f"lease heartbeat failed: {exc}", logger=self.logger,
+                          level=logging.WARNING)
+
+    def _refusal(self, holder: LeaseRecord) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.started))
+        return (f"work_dir {storage.describe(self.work_dir)} is in use by run {holder.run} "
+                f"(lineage {holder.lineage}) on {holder.holder} since {since}, last heartbeat "
+                f"{max(holder.age(), 0):.0f} s ago. Two runs in one work_dir would overwrite "
+                "and prune each other's checkpoints. Use another --work-dir, wait for that run "
+                f"to end, or, if it is gone: resume it with --resume (it takes its lease over), "
+                f"wait until its lease is stale ({self.stale_s:.0f} s after its last "
+                f"heartbeat, {STALE_ENV}), or delete {lease_location(self.work_dir)}")
+
+
+class _NoLease:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class _RankZeroLease:
+    """Rank 0 holds the lease; every rank raises if it is refused."""
+
+    def __init__(self, lease: WorkDirLease):
+        self.lease = lease
+
+    def __enter__(self) -> WorkDirLease:
+        error: list = [None]
+        failure: Exception | None = None
+        if dist.get_rank() == 0:
+            try:
+                self.lease.acquire()
+            except Exception as exc:  # every rank must hear of it, or the others would hang
+                failure, error[0] = exc, f"{type(exc).__name__}: {exc}"
+        dist.broadcast_object_list(error)
+        if failure is not None:
+            raise failure
+        if error[0] is not None:
+            raise WorkDirInUseError(f"rank 0 could not take the work_dir lease: {error[0]}")
+        return self.lease
+
+    def __exit__(self, *exc: Any) -> None:
+        if dist.get_rank() == 0:
+            self.lease.release()
+
+
+def runner_lease(runner) -> Any:
+    """The lease a Runner holds while it trains: rank 0's, except on Ray (the driver holds
+    the lease there, for the whole run and its restarts)."""
+    if runner.launcher == "ray":
+        return _NoLease()
+    resuming = bool(runner.resumed_from)
+    return _RankZeroLease(WorkDirLease(runner.work_dir, runner.experiment_name, runner.lineage,
+                                       resuming=resuming, logger=runner.logger))

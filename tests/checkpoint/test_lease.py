@@ -1,0 +1,159 @@
+"""The work_dir lease: a second live run in a work_dir is refused, with real processes on a
+local directory and on S3; stale leases and resumes of the same run take it over."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from raytrainer import storage
+from raytrainer.runner import Runner
+from raytrainer.runner import checkpoint as ckpt
+from raytrainer.runner.lease import LEASE_FILE, WorkDirInUseError, WorkDirLease, read_lease
+
+from ..runner.helpers import runner_kwargs
+from ..test_cli import ROOT, run_cli
+
+
+def _config(tmp_path, release: str | None = None) -> str:
+    hooks = f"[dict(type='tests.checkpoint.process_hooks.WaitForFile', path={release!r})]" \
+        if release else "[]"
+    path = tmp_path / f"cfg_{time.monotonic_ns()}.py"
+    path.write_text(f"_base_ = [{os.path.join(ROOT, 'configs/digits/mlp.py')!r}]\n"
+                    "train_cfg = dict(max_epochs=1, val_interval=1)\n"
+                    "default_hooks = dict(logger=dict(interval=50))\n"
+                    f"custom_hooks = {hooks}\n")
+    return str(path)
+
+
+def _start(config: str, work_dir: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "raytrainer.cli", "train", config,
+                             "--launcher", "none", "--work-dir", work_dir, *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(location: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not storage.exists(location):
+        assert time.monotonic() < deadline, f"{location} never appeared"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_second_live_run_in_the_work_dir_is_refused(tmp_path, where, request):
+    root = str(tmp_path / "runs") if where == "local" else request.getfixturevalue("s3_bucket")
+    work_dir = storage.join(root, "shared")
+    release = str(tmp_path / "release")
+    first = _start(_config(tmp_path, release), work_dir)
+    try:
+        _wait_for(storage.join(work_dir, LEASE_FILE))
+        second = run_cli("train", _config(tmp_path), "--launcher", "none",
+                         "--work-dir", work_dir)
+        assert second.returncode == 1, second.stdout
+        assert f"work_dir {work_dir} is in use by run cfg_" in second.stderr
+        assert f"pid {first.pid}" in second.stderr
+        assert "resume it with --resume" in second.stderr
+        open(release, "w").close()
+        out, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, err
+    root = storage.join(work_dir, "checkpoints")
+    assert [os.path.basename(x) for x in ckpt.list_checkpoints(root)] == ["epoch_1"]
+    assert not storage.exists(storage.join(work_dir, LEASE_FILE))  # released at the end
+
+
+def _fake_lease(work_dir: str, lineage: str, age: float) -> None:
+    now = time.time()
+    record = dict(token="dead", run="gone_run", lineage=lineage, holder="elsewhere pid 1",
+                  started=now - age - 5, heartbeat=now - age)
+    storage.makedirs(work_dir)
+    storage.write_text(storage.join(work_dir, LEASE_FILE), json.dumps(record))
+
+
+def _runner(work_dir, **overrides) -> Runner:
+    return Runner(**runner_kwargs(work_dir, epochs=1, val=False, **overrides))
+
+
+def test_a_stale_lease_is_taken_over_and_a_fresh_one_refused(tmp_path, capsys):
+    work_dir = str(tmp_path / "run")
+    _fake_lease(work_dir, "20200101_000000", age=10)
+    with pytest.raises(WorkDirInUseError, match=r"is in use by run gone_run \(lineage "
+                       r"20200101_000000\) on elsewhere pid 1 since .*, last heartbeat \d+ s ago"):
+        _runner(work_dir).train()
+    assert not os.path.exists(os.path.join(work_dir, "checkpoints"))  # nothing was written
+    _fake_lease(work_dir, "20200101_000000", age=3600)
+    _runner(work_dir).train()
+    assert "sent no heartbeat for 3600 s; taking its lease over" in capsys.readouterr().out
+    assert not storage.exists(storage.join(work_dir, LEASE_FILE))
+
+
+def test_a_resume_of_the_same_run_takes_its_lease_over_at_once(tmp_path, capsys):
+    work_dir = str(tmp_path / "run")
+    first = _runner(work_dir)
+    first.train()
+    lineage = first.lineage
+    _fake_lease(work_dir, lineage, age=1)  # its process died a second ago
+    with pytest.raises(WorkDirInUseError, match="is in use by run gone_run"):
+        _runner(work_dir).train()  # a fresh run is refused
+    resumed = _runner(work_dir, resume=True, train_cfg=dict(by_epoch=True, max_epochs=2))
+    resumed.train()
+    assert resumed.lineage == lineage and resumed.epoch == 2
+    assert f"resuming run gone_run (lineage {lineage}); taking its lease over" in \
+        capsys.readouterr().out
+
+
+def test_of_runs_started_together_exactly_one_holds_the_lease(tmp_path):
+    work_dir = str(tmp_path / "run")
+    leases = [WorkDirLease(work_dir, f"run{i}", f"lineage{i}") for i in range(4)]
+    outcomes: list = [None] * len(leases)
+
+    def take(i: int) -> None:
+        try:
+            leases[i].acquire()
+            outcomes[i] = "held"
+        except WorkDirInUseError as exc:
+            outcomes[i] = str(exc)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(len(leases))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert outcomes.count("held") == 1, outcomes
+        assert read_lease(work_dir).token == leases[outcomes.index("held")].token
+        # a loser names whichever record it read back (possibly another loser's, written
+        # after the winner's and overwritten again)
+        assert all(" is in use by run run" in o for o in outcomes if o != "held"), outcomes
+    finally:
+        for lease in leases:
+            lease.release()
+    assert not storage.exists(storage.join(work_dir, LEASE_FILE))
+
+
+def test_the_ray_driver_resuming_its_own_run_takes_the_lease_over(tmp_path):
+    # What a resubmitted driver does (decide_run, then WorkDirLease) after its predecessor
+    # was killed with the lease still fresh; the Ray run itself is not needed for this.
+    from raytrainer.config import Config
+    from raytrainer.launch.run_spec import decide_run
+
+    work_dir = str(tmp_path / "run")
+    first = _runner(work_dir, default_hooks=dict(checkpoint=dict(type="CheckpointHook")))
+    first.train()
+    _fake_lease(work_dir, first.lineage, age=1)
+    cfg = Config(dict(work_dir=work_dir, resume=True))
+    spec = decide_run(cfg)
+    assert spec.lineage == first.lineage and spec.resume
+    with WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
+                      resuming=bool(spec.resume)):
+        assert read_lease(work_dir).run == spec.experiment_name
+    _fake_lease(work_dir, first.lineage, age=1)
+    fresh = decide_run(Config(dict(work_dir=work_dir)))  # not a resume: refused
+    with pytest.raises(WorkDirInUseError, match="in use by run gone_run"):
+        WorkDirLease(fresh.work_dir, fresh.experiment_name, fresh.lineage).acquire()
