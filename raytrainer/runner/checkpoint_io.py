@@ -344,4 +344,7 @@ class CheckpointIO:
             self.resume(resume)
             return
         if self._load_from is not None:
-            self.load_checkpoint(self._load_from, strict=self._load_strict)
+            try:
+                self.load_checkpoint(self._load_from, strict=self._load_strict)
+            except CheckpointKeyMismatch as exc:
+                raise CheckpointKeyMismatch(f"load_from: {exc}") from None
