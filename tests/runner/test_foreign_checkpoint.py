@@ -73,9 +73,10 @@ def test_weights_load_next_to_foreign_objects_without_calling_them(tmp_path):
     torch.save({"state_dict": weights, "meta": {"epoch": 3, "hub": Foreign([1.5])},
                 "message_hub": Foreign([2.0])}, path)
     Foreign.calls = 0
-    safe_before = torch.serialization.get_safe_globals()
     loaded, skipped = foreign_checkpoint.load_foreign_checkpoint(str(path), "cpu")
     assert torch.equal(loaded["state_dict"]["net.weight"], weights["net.weight"])
     assert loaded["meta"] == {"epoch": 3} and skipped == ["message_hub"]
     assert Foreign.calls == 0
-    assert torch.serialization.get_safe_globals() == safe_before  # placeholders were scoped
+    placeholders = [g for g in torch.serialization.get_safe_globals()
+                    if isinstance(g, type) and issubclass(g, foreign_checkpoint.Opaque)]
+    assert placeholders == []  # allowed for that one load only
