@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ..config import ConfigError
+
 _SHAPE_ERROR = re.compile(r"shape|size mismatch|must match the size|expected input|but got "
                           r"input of size|dimension", re.IGNORECASE)
 
@@ -45,7 +47,9 @@ def describe_batch(data_batch: Any) -> str:
 def mismatch_error(exc: BaseException, data_batch: Any, runner: Any,
                    dataloader_key: str, dataset: Any) -> BaseException | None:
     """A :class:`BatchModelMismatch` for ``exc`` when it is a shape error, else None."""
-    if not isinstance(exc, RuntimeError) or not _SHAPE_ERROR.search(str(exc)):
+    if not isinstance(exc, (RuntimeError, ValueError)) or \
+            isinstance(exc, (BatchModelMismatch, ConfigError)) or \
+            not _SHAPE_ERROR.search(str(exc)):
         return None
     model_cfg = runner.cfg.get("model") if runner.cfg else None
     model = model_cfg.get("type") if isinstance(model_cfg, Mapping) else None

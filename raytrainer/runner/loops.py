@@ -117,7 +117,7 @@ class _TrainLoop(BaseLoop):
         runner.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
         try:
             outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             mismatch = None if self._first_step_ok else mismatch_error(
                 exc, data_batch, runner, "train_dataloader", self.dataloader.dataset)
             if mismatch is None:
@@ -345,7 +345,7 @@ class _EvalLoop(BaseLoop):
             step = runner.model.val_step if mode == "val" else runner.model.test_step
             try:
                 outputs = step(data_batch)
-            except RuntimeError as exc:
+            except (RuntimeError, ValueError) as exc:
                 mismatch = None if self._first_step_ok else mismatch_error(
                     exc, data_batch, runner, f"{mode}_dataloader", self.dataloader.dataset)
                 if mismatch is None:

@@ -5,11 +5,13 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from raytrainer.config import Config, ConfigError
 from raytrainer.evaluator.metrics import Accuracy
 from raytrainer.hooks import CheckpointHook
-from raytrainer.model import MLPClassifier
+from raytrainer.model import BaseModel, MLPClassifier
+from raytrainer.registry import MODELS
 from raytrainer.runner import Runner
 from raytrainer.runner.batch_check import BatchModelMismatch
 from raytrainer.runner.checkpoint_io import CheckpointKeyMismatch
@@ -105,3 +107,24 @@ def test_a_model_that_does_not_fit_the_data_names_the_keys_at_the_first_step(tmp
     evaluating = Runner(**runner_kwargs(tmp_path / "v", model=model))
     with pytest.raises(BatchModelMismatch, match="first batch of val_dataloader"):
         evaluating.val()
+
+
+@MODELS.register_module(force=True)
+class LabelsOffByOne(BaseModel):
+    """Drops a row of logits, so the loss sees fewer predictions than labels (a ValueError)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(64, 10)
+
+    def forward(self, inputs, data_samples=None, mode="tensor"):
+        logits = self.net(inputs.float())[:-1]
+        if mode == "loss":
+            return {"loss": F.cross_entropy(logits, data_samples)}
+        return logits
+
+
+def test_a_batch_size_mismatch_in_the_loss_is_explained_too(tmp_path):
+    runner = Runner(**runner_kwargs(tmp_path, model=dict(type="LabelsOffByOne")))
+    with pytest.raises(BatchModelMismatch, match="Expected input batch_size"):
+        runner.train()
