@@ -57,13 +57,19 @@ def _check_keys(state: dict, model: torch.nn.Module, filename: str, strict: bool
             f"model ({_listed(sorted(expected))}); is it a checkpoint of this model?")
     if strict and (missing or unexpected):
         raise CheckpointKeyMismatch(
-            f"{what}: missing keys {_listed(missing)}, unexpected keys {_listed(unexpected)}; "
-            "set load_strict=False (e.g. --cfg-options load_strict=False) to load the matching "
-            "keys only")
+            f"{what}: missing keys {_listed(missing)}, unexpected keys {_listed(unexpected)}",
+            partial=True)
 
 
 class CheckpointKeyMismatch(ValueError):
-    """A checkpoint's weights are not the model's (wrong file or wrong model config)."""
+    """A checkpoint's weights are not the model's (wrong file or wrong model config).
+
+    ``partial`` tells whether some keys matched (a non-strict load could use them).
+    """
+
+    def __init__(self, message: str, partial: bool = False):
+        super().__init__(message)
+        self.partial = partial
 
 
 def _unbuilt(schedulers: Any) -> bool:
@@ -347,4 +353,6 @@ class CheckpointIO:
             try:
                 self.load_checkpoint(self._load_from, strict=self._load_strict)
             except CheckpointKeyMismatch as exc:
-                raise CheckpointKeyMismatch(f"load_from: {exc}") from None
+                hint = "; set load_strict=False (e.g. --cfg-options load_strict=False) to load " \
+                    "the matching keys only" if exc.partial else ""
+                raise CheckpointKeyMismatch(f"load_from: {exc}{hint}", exc.partial) from None

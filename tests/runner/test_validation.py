@@ -81,7 +81,8 @@ def test_load_from_is_strict_unless_load_strict_is_false(tmp_path):
     partial.pop(next(iter(partial)))
     location = _save_weights(tmp_path / "partial.pth", partial)
     strict = Runner(**runner_kwargs(tmp_path / "a", load_from=location))
-    with pytest.raises(CheckpointKeyMismatch, match="load_from: .*missing keys"):
+    with pytest.raises(CheckpointKeyMismatch, match="load_from: .*missing keys .* set "
+                                                   "load_strict=False"):
         strict.val()
     relaxed = Runner(**runner_kwargs(tmp_path / "b", load_from=location, load_strict=False))
     relaxed.val()
@@ -128,3 +129,12 @@ def test_a_batch_size_mismatch_in_the_loss_is_explained_too(tmp_path):
     runner = Runner(**runner_kwargs(tmp_path, model=dict(type="LabelsOffByOne")))
     with pytest.raises(BatchModelMismatch, match="Expected input batch_size"):
         runner.train()
+
+
+def test_resuming_into_another_model_names_the_keys_without_the_load_from_hint(tmp_path):
+    Runner(**runner_kwargs(tmp_path, epochs=1, val=False)).train()
+    wider = Runner(**runner_kwargs(tmp_path, epochs=2, val=False, resume=True,
+                                   model=dict(type="MLPClassifier", hidden_dims=(32, 32))))
+    with pytest.raises(CheckpointKeyMismatch, match="missing keys") as info:
+        wider.train()
+    assert "load_strict" not in str(info.value)
