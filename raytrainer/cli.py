@@ -9,7 +9,9 @@ import argparse
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from .config import Config, ConfigError, DictAction
 from .k8s import cli as k8s_cli
@@ -64,11 +66,31 @@ _EXAMPLES = {
 }
 
 
+def _version() -> str:
+    try:
+        return version("raytrainer")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+_FORMAT_WARNING = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Config warnings as one line (no source location: the config file is the user's)."""
+    from .runner.validation import ConfigWarning
+
+    if issubclass(category, ConfigWarning):
+        return f"raytrainer: warning: {message}\n"
+    return _FORMAT_WARNING(message, category, filename, lineno, line)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raytrainer", description="Train, validate and test MMEngine-style configs.",
         epilog="run 'raytrainer COMMAND --help' for a command's flags and examples",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a config",
@@ -219,6 +241,8 @@ def _reason(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        warnings.formatwarning = _format_warning
     try:
         return run(args)
     except KeyboardInterrupt:

@@ -105,3 +105,11 @@ def test_help_documents_every_flag():
                  "--deterministic", "--auto-scale-lr", "--launcher", "--num-workers", "--gpu",
                  "--address"):
         assert flag in result.stdout
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"raytrainer {version('raytrainer')}"

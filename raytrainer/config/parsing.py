@@ -4,6 +4,8 @@ This module owns the value syntax only (applying the values is :mod:`.overrides`
 
 * a quoted string (``'a,b'`` or ``"1"``), taken literally;
 * a list ``[...]`` or tuple ``(...)``, nested freely (``[(1,2),[3,4]]``);
+* a dict, written as a Python literal (``{'a': 1}``) or call (``dict(a=1, b=[2, 3])``), of
+  literal values only; anything else in braces or ``dict(...)`` is an error, never a string;
 * comma-separated items without brackets, a list (``a,b`` → ``['a', 'b']``, as in MMEngine);
 * an int, a float (``1e-3``), a bool (``true``/``False``, any case), ``None``/``none``;
 * otherwise, the text itself (``abc``).
@@ -20,7 +22,7 @@ from raytrainer.config.errors import ConfigError
 __all__ = ["parse_cfg_options", "parse_value", "DictAction"]
 
 _QUOTES = "'\""
-_CLOSERS = {"[": "]", "(": ")"}
+_CLOSERS = {"[": "]", "(": ")", "{": "}"}
 
 
 def parse_cfg_options(options: Iterable[str]) -> dict[str, Any]:
@@ -51,6 +53,8 @@ def parse_value(text: str) -> Any:
     text = text.strip()
     if text and text[0] in _QUOTES and _matching_end(text, 0) == len(text) - 1:
         return _unquote(text)
+    if text.startswith("{") or text.startswith("dict("):
+        return _python_dict(text)
     if text and text[0] in _CLOSERS and _matching_end(text, 0) == len(text) - 1:
         items = [parse_value(item) for item in _split_top_level(text[1:-1])]
         return items if text[0] == "[" else tuple(items)
@@ -58,6 +62,37 @@ def parse_value(text: str) -> Any:
     if len(items) > 1 or text.endswith(","):
         return [parse_value(item) for item in items]
     return _scalar(text)
+
+
+def _literal(node: ast.AST, text: str) -> Any:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id == "dict" and not node.args and all(k.arg for k in node.keywords):
+        return {k.arg: _literal(k.value, text) for k in node.keywords}
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k, text): _literal(v, text) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(item, text) for item in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a dict of literal values (numbers, strings, "
+                          f"True/False/None, lists, tuples, dicts): cannot read "
+                          f"{ast.unparse(node)!r}") from None
+
+
+def _python_dict(text: str) -> dict:
+    """A dict written as ``{'a': 1}`` or ``dict(a=1)``."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ConfigError(f"{text!r} looks like a dict but is not valid Python ({exc.msg}); "
+                          f"write it as {{'a': 1}} or dict(a=1)") from None
+    value = _literal(tree.body, text)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{text!r} looks like a dict but is a {type(value).__name__}; write it "
+                          f"as {{'a': 1}} or dict(a=1)")
+    return value
 
 
 def _scalar(text: str) -> Any:
@@ -90,7 +125,7 @@ def _split_top_level(text: str) -> list[str]:
             if end < 0:
                 raise ConfigError(f"unbalanced {char!r} in {text!r}")
             i = end
-        elif char in "])":
+        elif char in "])}":
             raise ConfigError(f"unbalanced {char!r} in {text!r}")
         elif char == ",":
             items.append(text[start:i].strip())
@@ -119,7 +154,7 @@ def _matching_end(text: str, start: int) -> int:
                 return -1
         elif char == _CLOSERS[opener]:
             return i
-        elif char in "])":
+        elif char in "])}":
             return -1
         i += 1
     return -1

@@ -80,6 +80,10 @@ class CheckpointHook(Hook):
                  less_keys: Sequence[str] | None = None, file_client_args=None,
                  filename_tmpl: str | None = None, backend_args=None,
                  published_keys=None, save_begin: int = 0, async_save: bool = False):
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval == 0 or \
+                interval < -1:
+            raise ValueError(f"CheckpointHook: interval must be a positive integer or -1 (no "
+                             f"periodic saving), got {interval!r}")
         if max_keep_ckpts == 0 or max_keep_ckpts < -1:
             raise ValueError(f"CheckpointHook: max_keep_ckpts must be -1 or positive, got "
                              f"{max_keep_ckpts}")

@@ -9,6 +9,7 @@ from typing import Any
 from .. import registry, storage
 from ..config import Config, ConfigError
 from ..registry import UnknownTypeError
+from ..runner import validation
 from ..runner.checkpoint import CheckpointError, read_commit
 
 _DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
@@ -97,6 +98,7 @@ def check_checkpoint(location: str | None, what: str) -> None:
 
 def preflight(cfg: Config, work_dir: str, mode: str, checkpoint: str | None = None) -> None:
     """Run every check; raise on the first problem."""
+    validation.check_config(cfg, launcher="ray")
     check_types(cfg)
     check_storage(work_dir)
     if mode == "train":

@@ -146,19 +146,25 @@ class _CRC32Writer:
         self._stream = stream
         self.size = 0
         self.crc32 = 0
+        self.failure: BaseException | None = None
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
         start = self.crc32
-        if view.nbytes >= _THREADED_CRC_BYTES:
-            crc = _in_thread(lambda: zlib.crc32(view, start))
-            try:
+        try:
+            if view.nbytes >= _THREADED_CRC_BYTES:
+                crc = _in_thread(lambda: zlib.crc32(view, start))
+                try:
+                    self._stream.write(view)
+                finally:
+                    self.crc32 = crc()
+            else:
+                self.crc32 = zlib.crc32(view, start)
                 self._stream.write(view)
-            finally:
-                self.crc32 = crc()
-        else:
-            self.crc32 = zlib.crc32(view, start)
-            self._stream.write(view)
+        except BaseException as exc:
+            # torch's zip writer hides it behind its own error ("unexpected pos ...")
+            self.failure = self.failure or exc
+            raise
         self.size += view.nbytes
         return view.nbytes
 
@@ -171,7 +177,12 @@ def _save_local(location: str, obj: Any) -> FileRecord:
     way), renamed into place when complete; not fsynced (see :func:`write_file`)."""
     with storage.open_output_stream(location, durable=False) as stream:
         writer = _CRC32Writer(stream)
-        torch.save(obj, writer)
+        try:
+            torch.save(obj, writer)
+        except Exception:
+            if writer.failure is not None:
+                raise writer.failure from None  # the real reason (a full disk ...)
+            raise
     return FileRecord(writer.size, writer.crc32)
 
 

@@ -36,6 +36,42 @@ def _revise_keys(state: dict, revise_keys: Sequence[tuple[str, str]]) -> dict:
     return state
 
 
+def _listed(keys: list[str], limit: int = 5) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return f"{keys[:limit]}{more}"
+
+
+def _check_keys(state: dict, model: torch.nn.Module, filename: str, strict: bool) -> None:
+    """Refuse weights none of whose keys the model has, or (``strict``) any mismatch.
+
+    Raises:
+        CheckpointKeyMismatch: naming the file, the model and the keys that differ.
+    """
+    expected = set(model.state_dict())
+    given = set(state)
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    what = f"the weights in {storage.describe(filename)} do not fit {type(model).__name__}"
+    if expected and not expected & given:
+        raise CheckpointKeyMismatch(
+            f"{what}: none of its {len(given)} keys ({_listed(sorted(given))}) is a key of the "
+            f"model ({_listed(sorted(expected))}); is it a checkpoint of this model?")
+    if strict and (missing or unexpected):
+        raise CheckpointKeyMismatch(
+            f"{what}: missing keys {_listed(missing)}, unexpected keys {_listed(unexpected)}",
+            partial=True)
+
+
+class CheckpointKeyMismatch(ValueError):
+    """A checkpoint's weights are not the model's (wrong file or wrong model config).
+
+    ``partial`` tells whether some keys matched (a non-strict load could use them).
+    """
+
+    def __init__(self, message: str, partial: bool = False):
+        super().__init__(message)
+        self.partial = partial
+
+
 def _unbuilt(schedulers: Any) -> bool:
     if isinstance(schedulers, dict):
         return "type" in schedulers or any(_unbuilt(v) for v in schedulers.values())
@@ -226,6 +262,7 @@ class CheckpointIO:
             raise ckpt.CheckpointError(f"{storage.describe(filename)} holds no model weights "
                                        f"('state_dict'); keys: {sorted(checkpoint)}")
         state = _revise_keys(checkpoint["state_dict"], revise_keys)
+        _check_keys(state, self.strategy.unwrap(self.model), filename, strict)
         result = self.strategy.load_model_state_dict(self.model, state, strict=strict)
         missing = list(getattr(result, "missing_keys", []))
         unexpected = list(getattr(result, "unexpected_keys", []))
@@ -340,4 +377,9 @@ class CheckpointIO:
             self.resume(resume)
             return
         if self._load_from is not None:
-            self.load_checkpoint(self._load_from)
+            try:
+                self.load_checkpoint(self._load_from, strict=self._load_strict)
+            except CheckpointKeyMismatch as exc:
+                hint = "; set load_strict=False (e.g. --cfg-options load_strict=False) to load " \
+                    "the matching keys only" if exc.partial else ""
+                raise CheckpointKeyMismatch(f"load_from: {exc}{hint}", exc.partial) from None

@@ -2,17 +2,19 @@
 running code from them.
 
 MMEngine pickles its ``message_hub`` (``HistoryBuffer`` objects holding numpy arrays) next to
-the weights, so ``torch.load(weights_only=True)`` refuses the file. Here the file is unpickled
-with torch's weights-only allowlist for everything torch itself writes (tensors, storages,
-dtypes, ``OrderedDict`` ...); every other class or function the file names is replaced by an
-inert placeholder that only records its arguments, so nothing foreign is ever imported or
-called. Only plain entries (``state_dict``, ``meta``, ``optimizer``) are kept.
+the weights, so ``torch.load(weights_only=True)`` refuses the file. Here the file is still read
+by torch's weights-only unpickler, with every global it names outside torch's allowlist
+(listed by ``torch.serialization.get_unsafe_globals_in_checkpoint``) stood in for, for this one
+load only (``torch.serialization.safe_globals``), by an inert placeholder class that records its
+arguments. So nothing foreign is imported or called, and torch's unpickler refuses to set state
+on anything but instances (a crafted file cannot set attributes on a class, ours or torch's):
+loading a file changes no global state. Only plain entries (``state_dict``, ``meta``,
+``optimizer``) are kept.
 
 This module owns that reader; choosing when to use it is :mod:`.checkpoint`'s business.
 """
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import torch
@@ -27,40 +29,14 @@ class Opaque:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Opaque:
-        return Opaque(*args, **kwargs)
 
-
-def _opaque_class(module: str, name: str) -> type:
-    return type(name, (Opaque,), {"__module__": f"raytrainer.opaque.{module}"})
-
-
-def _allowed_globals() -> dict[str, Any]:
-    from torch import _weights_only_unpickler
-
-    return _weights_only_unpickler._get_allowed_globals()
-
-
-class _Unpickler(pickle.Unpickler):
-    """Resolves only the globals torch's weights-only loader allows; the rest are opaque."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._allowed = _allowed_globals()  # built once per file, not per global it names
-
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = self._allowed.get(f"{module}.{name}")
-        return allowed if allowed is not None else _opaque_class(module, name)
-
-
-class _PickleModule:
-    """What ``torch.load(pickle_module=...)`` needs: an ``Unpickler`` and ``load``."""
-
-    Unpickler = _Unpickler
-
-    @staticmethod
-    def load(file, **kwargs):  # legacy (non-zip) torch files
-        return _Unpickler(file, **kwargs).load()
+def _placeholders(source: Any) -> list[tuple[type, str]]:
+    """An :class:`Opaque` subclass for each global the file names outside torch's allowlist."""
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(source)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return [(type(name.rpartition(".")[2], (Opaque,), {"__module__": "raytrainer.opaque"}),
+             name) for name in names]
 
 
 def _plain(value: Any) -> bool:
@@ -86,8 +62,8 @@ def load_foreign_checkpoint(source: Any, map_location: Any) -> tuple[dict, list[
     Raises:
         ValueError: The file holds no dict with a plain ``state_dict``.
     """
-    loaded = torch.load(source, map_location=map_location, weights_only=False,
-                        pickle_module=_PickleModule)
+    with torch.serialization.safe_globals(_placeholders(source)):
+        loaded = torch.load(source, map_location=map_location, weights_only=True)
     state = loaded.get("state_dict") if isinstance(loaded, dict) else None
     if not isinstance(state, dict) or not _plain(state):
         raise ValueError("it holds no plain 'state_dict' (only tensors and builtin types)")

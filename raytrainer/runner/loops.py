@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..logging import print_log
 from ..registry import LOOPS
+from .batch_check import mismatch_error
 from .rng_state import preserve_torch_rng
 
 
@@ -76,6 +77,7 @@ class _TrainLoop(BaseLoop):
         self._iter = 0
         self._inner_iter = 0
         self._step_done = False
+        self._first_step_ok = False
         self.val_begin = val_begin
         self.val_interval = val_interval
         self.stop_training = False
@@ -113,7 +115,15 @@ class _TrainLoop(BaseLoop):
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         runner = self.runner
         runner.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
-        outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
+        try:
+            outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
+        except (RuntimeError, ValueError) as exc:
+            mismatch = None if self._first_step_ok else mismatch_error(
+                exc, data_batch, runner, "train_dataloader", self.dataloader.dataset)
+            if mismatch is None:
+                raise
+            raise mismatch from exc
+        self._first_step_ok = True
         self._inner_iter += 1
         self._step_done = True
         runner.call_hook("after_train_iter", batch_idx=batch_idx, data_batch=data_batch,
@@ -306,6 +316,7 @@ class _EvalLoop(BaseLoop):
             runner.visualizer.dataset_meta = dataset.metainfo
         self.fp16 = fp16
         self.last_metrics: dict | None = None
+        self._first_step_ok = False
 
     def run(self) -> dict:
         # Evaluation draws nothing from the generators training uses, so a run resumed after
@@ -332,7 +343,15 @@ class _EvalLoop(BaseLoop):
         runner.call_hook(f"before_{mode}_iter", batch_idx=batch_idx, data_batch=data_batch)
         with runner.strategy.autocast(enabled=self.fp16):
             step = runner.model.val_step if mode == "val" else runner.model.test_step
-            outputs = step(data_batch)
+            try:
+                outputs = step(data_batch)
+            except (RuntimeError, ValueError) as exc:
+                mismatch = None if self._first_step_ok else mismatch_error(
+                    exc, data_batch, runner, f"{mode}_dataloader", self.dataloader.dataset)
+                if mismatch is None:
+                    raise
+                raise mismatch from exc
+        self._first_step_ok = True
         self.evaluator.process(data_samples=outputs, data_batch=data_batch)
         runner.call_hook(f"after_{mode}_iter", batch_idx=batch_idx, data_batch=data_batch,
                          outputs=outputs)

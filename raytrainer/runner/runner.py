@@ -38,7 +38,7 @@ from ..registry import (
 )
 from ..strategy import ddp_strategy_cfg
 from ..utils.randomness import draw_seed, set_random_seed
-from . import build
+from . import build, validation
 from .checkpoint_io import CheckpointIO
 from .lease import runner_lease
 
@@ -86,6 +86,9 @@ class Runner(CheckpointIO):
         custom_hooks: Extra hooks or hook configs.
         data_preprocessor: Preprocessor config used when ``model`` is a config without one.
         load_from: Checkpoint whose weights are loaded before training/testing.
+        load_strict: Whether ``load_from`` must match the model's keys exactly (default);
+            False loads the matching keys and warns about the others. A checkpoint none of
+            whose keys match is refused either way.
         resume: True/'auto' resumes from the latest committed checkpoint in ``work_dir``; a
             location resumes from that checkpoint.
         launcher: ``'none'`` (one process) or ``'pytorch'`` (torchrun env variables).
@@ -125,7 +128,14 @@ class Runner(CheckpointIO):
                  randomness: dict | None = None, experiment_name: str | None = None,
                  cfg: Config | dict | None = None, strategy: Any = None,
                  timestamp: str | None = None, storage: dict | None = None,
-                 model_wrapper_cfg: dict | None = None, find_unused_parameters: bool = False):
+                 model_wrapper_cfg: dict | None = None, find_unused_parameters: bool = False,
+                 load_strict: bool = True):
+        validation.check_runner_args(dict(
+            train_cfg=train_cfg, default_hooks=default_hooks, custom_hooks=custom_hooks,
+            optim_wrapper=optim_wrapper, train_dataloader=train_dataloader,
+            val_dataloader=val_dataloader, test_dataloader=test_dataloader, model=model,
+            val_evaluator=val_evaluator, test_evaluator=test_evaluator, load_strict=load_strict))
+        validation.check_launcher(strategy, model_wrapper_cfg, launcher)
         cfg = cfg if isinstance(cfg, Config) else Config(cfg or {})
         # Credentials in the config reach fsspec here and nowhere else: the runner's copy of the
         # config (dumped, logged, stored in checkpoints) has them replaced by '***'.
@@ -150,7 +160,7 @@ class Runner(CheckpointIO):
         self.auto_scale_lr = auto_scale_lr
         self.lr_scale_factor: float | None = None
         self.default_scope = default_scope
-        self._load_from, self._resume = load_from, resume
+        self._load_from, self._resume, self._load_strict = load_from, resume, load_strict
         self._has_loaded = False
         self.resumed_from: str | None = None
         self.committed_checkpoints = collections.deque()
@@ -198,6 +208,8 @@ class Runner(CheckpointIO):
         custom_imports = cfg.get("custom_imports")
         if custom_imports:
             import_modules_from_strings(**custom_imports)
+        validation.warn_unknown_keys(cfg)
+        validation.check_ray_section(cfg.get("ray"))
         if "work_dir" not in cfg:
             raise KeyError("the config has no 'work_dir'; set it in the file or pass "
                            "--work-dir")
@@ -207,7 +219,7 @@ class Runner(CheckpointIO):
                 "custom_hooks", "data_preprocessor", "load_from", "launcher", "env_cfg",
                 "log_processor", "log_level", "visualizer", "default_scope", "randomness",
                 "experiment_name", "strategy", "timestamp", "storage", "model_wrapper_cfg",
-                "find_unused_parameters")
+                "find_unused_parameters", "load_strict")
         kwargs = {k: copy.deepcopy(cfg[k]) for k in keys if k in cfg and cfg[k] is not None}
         kwargs["resume"] = cfg.get("resume", False)
         return cls(cfg=cfg, **kwargs)
@@ -539,9 +551,7 @@ class Runner(CheckpointIO):
 
     def register_hook(self, hook: Hook | dict, priority: int | str | None = None) -> None:
         """Insert a hook after every registered hook of the same or higher priority."""
-        key = f"custom_hooks.{type(hook).__name__}" if not isinstance(hook, Mapping) else \
-            f"custom_hooks.{hook.get('type')}"
-        built, cfg_priority = build.build_hook(hook, key)
+        built, cfg_priority = build.build_hook(hook, "hook")
         if not isinstance(built, Hook):
             raise TypeError(f"{type(built).__name__} is not a raytrainer.hooks.Hook")
         chosen = priority if priority is not None else cfg_priority
@@ -565,8 +575,9 @@ class Runner(CheckpointIO):
                 self.register_hook(hook)
 
     def register_custom_hooks(self, hooks: list | None) -> None:
-        for hook in hooks or []:
-            self.register_hook(hook)
+        for i, hook in enumerate(hooks or []):
+            built, priority = build.build_hook(hook, f"custom_hooks.{i}")
+            self.register_hook(built, priority)
 
     def register_hooks(self, default_hooks: dict | None = None,
                        custom_hooks: list | None = None) -> None:

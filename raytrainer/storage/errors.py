@@ -12,6 +12,7 @@ context chain.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ssl
 from collections.abc import Iterator
@@ -173,7 +174,15 @@ def _expectation(exc: BaseException) -> str:
                 "(RAYTRAINER_STORAGE_OPTIONS or set_storage_options) and the network")
     if isinstance(exc, FileNotFoundError):
         return "expected it to exist"
+    if getattr(exc, "errno", None) in _FULL:
+        code = errno.errorcode[exc.errno]
+        what = "is full" if exc.errno == errno.ENOSPC else "is over a quota or file-size limit"
+        return (f"the disk holding it {what} ({code}): free space or use another location; "
+                "files written there before are untouched")
     return ""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def storage_error(exc: BaseException, description: str, attempts: int = 1) -> StorageError:

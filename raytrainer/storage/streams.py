@@ -10,11 +10,14 @@ file is uploaded on ``flush()`` at most every ``sync_interval`` seconds (:func:`
 default 10 s), on ``close()``, and at interpreter exit. Durability limit: a process that dies
 without closing the stream (killed, ``os._exit``, a lost node) loses at most the last
 ``sync_interval`` seconds of lines on such a location. Local paths and ``memory://`` append for
-real and lose nothing that was flushed.
+real and lose nothing that was flushed. Local copies are removed on close, at interpreter exit
+(after a failure too) and, for processes killed before either, by the next process on the
+machine that opens a remote log.
 """
 from __future__ import annotations
 
 import atexit
+import glob
 import io
 import os
 import posixpath
@@ -37,6 +40,11 @@ _APPENDS_NATIVELY = ("file", "local", "memory")
 _sync_interval = 10.0
 _exiting = False
 _open_synced: weakref.WeakSet[SyncedTextFile] = weakref.WeakSet()
+# Local copies of remote logs are named raytrainer-log-<pid>-...; renamed when kept after a
+# failed upload, so that the sweep of dead processes' copies leaves them alone.
+_SPOOL_PREFIX = "raytrainer-log-"
+_UNSENT_PREFIX = "raytrainer-unsent-log-"
+_swept = False
 
 
 def set_sync_interval(seconds: float) -> float:
@@ -244,7 +252,9 @@ class SyncedTextFile(io.TextIOWrapper):
             self.sync()
         except StorageError as exc:
             self._close_locally(keep_temp=True)
-            raise StorageError(f"{exc}; the log is kept in {self._temp}") from exc
+            kept = self._temp.replace(_SPOOL_PREFIX, _UNSENT_PREFIX, 1)
+            os.replace(self._temp, kept)
+            raise StorageError(f"{exc}; the log is kept in {kept}") from exc
         self._close_locally(keep_temp=False)
 
     def discard(self) -> None:
@@ -260,8 +270,43 @@ class SyncedTextFile(io.TextIOWrapper):
             os.unlink(self._temp)
 
 
+def remove_orphaned_spool_files(directory: str | None = None) -> list[str]:
+    """Remove the local log copies of processes that no longer run (a killed Ray worker gets
+    no chance to remove its own); copies kept after a failed upload are left alone.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    for path in glob.glob(os.path.join(directory or tempfile.gettempdir(),
+                                       f"{_SPOOL_PREFIX}*-*")):
+        pid = os.path.basename(path)[len(_SPOOL_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _process_runs(int(pid)):
+            continue
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass  # another process removed it first
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def _open_synced_text(location: str, mode: str, sync_interval: float) -> SyncedTextFile:
-    fd, temp = tempfile.mkstemp(prefix="raytrainer-log-",
+    global _swept
+    if not _swept:
+        _swept = True
+        remove_orphaned_spool_files()
+    fd, temp = tempfile.mkstemp(prefix=f"{_SPOOL_PREFIX}{os.getpid()}-",
                                 suffix=f"-{posixpath.basename(location.rstrip('/'))}")
     os.close(fd)
     fresh = mode == "w"
@@ -314,21 +359,22 @@ def open_text_for_append(location: str, mode: str = "a",
                              description=f"open {describe(location)} for logging")
 
 
-def _sync_open_streams() -> None:
-    """Upload remote logs that are still open when the interpreter exits: one try each, so a
-    storage outage cannot hold the process (a run that ends normally has closed them)."""
+def _close_open_streams() -> None:
+    """Upload remote logs that are still open when the interpreter exits (after a failure
+    too) and remove their local copies: one try each, so a storage outage cannot hold the
+    process; a copy whose upload fails is kept and named."""
     global _exiting
     _exiting = True
     for stream in list(_open_synced):
         try:
-            stream.sync()
+            stream.close()
         except (StorageError, ValueError) as exc:
             warnings.warn(f"could not upload {describe(stream.location)} at exit: {exc}",
                           RuntimeWarning, stacklevel=1)
 
 
-atexit.register(_sync_open_streams)
+atexit.register(_close_open_streams)
 
 
 __all__ = ["OutputStream", "SyncedTextFile", "open_input_stream", "open_output_stream",
-           "open_text_for_append", "set_sync_interval"]
+           "open_text_for_append", "remove_orphaned_spool_files", "set_sync_interval"]

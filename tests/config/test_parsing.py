@@ -88,3 +88,27 @@ def test_dict_action_reports_bad_tokens_as_usage_errors(capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "argument --cfg-options" in err and "'model.depth'" in err and "key=value" in err
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('{"a": 1}', {"a": 1}),
+    ("{'a': 1, 'b': [2, 3]}", {"a": 1, "b": [2, 3]}),
+    ("dict(a=1)", {"a": 1}),
+    ("dict(type='SGD', lr=0.1, betas=(0.9, 0.99), nested=dict(x=None))",
+     {"type": "SGD", "lr": 0.1, "betas": (0.9, 0.99), "nested": {"x": None}}),
+    ("[{'a': 1, 'b': 2}, 3]", [{"a": 1, "b": 2}, 3]),
+    ("epoch_{}", "epoch_{}"),  # braces inside a word stay text
+])
+def test_dicts_are_parsed_not_kept_as_strings(text, expected):
+    assert parse_value(text) == expected
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"a": 1', "is not valid Python"),
+    ("{1, 2}", "is a set"),
+    ("dict(a=open('x'))", "cannot read \"open('x')\""),
+    ("dict(**x)", "cannot read"),
+])
+def test_malformed_dicts_are_rejected_with_a_message(text, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_value(text)

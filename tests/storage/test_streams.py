@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import textwrap
@@ -176,3 +177,46 @@ def test_unclosed_remote_logs_are_uploaded_at_interpreter_exit(s3_bucket):
     assert "could not upload" not in done.stderr and "failed (attempt" not in done.stdout
     assert storage.read_text(log).endswith("INFO - logged just before exit\n")
     assert storage.read_text(scalars) == '{"step": 1}\n'
+
+
+@pytest.mark.parametrize("ending", ["", "raise RuntimeError('the run failed')"])
+def test_no_local_log_copies_are_left_after_exit_or_failure(s3_bucket, tmp_path, ending):
+    log, scalars = storage.join(s3_bucket, "spool.log"), storage.join(s3_bucket, "scalars.json")
+    code = textwrap.dedent(f"""
+        from raytrainer import storage
+        from raytrainer.logging import MMLogger
+        logger = MMLogger.get_instance("spool-test", log_file={log!r})
+        logger.info("last line")
+        stream = storage.open_text_for_append({scalars!r}, "a", sync_interval=3600)
+        stream.write('{{"step": 1}}\\n')
+        {ending}
+    """)
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == (1 if ending else 0), done.stderr
+    assert storage.read_text(log).endswith("INFO - last line\n")
+    assert storage.read_text(scalars) == '{"step": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_copies_of_killed_processes_are_removed_by_the_next_one(s3_bucket, tmp_path):
+    code = textwrap.dedent(f"""
+        import os, signal
+        from raytrainer import storage
+        stream = storage.open_text_for_append({storage.join(s3_bucket, "a.log")!r}, "w")
+        stream.write("written, never uploaded")
+        stream.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    killed = subprocess.run([sys.executable, "-c", code], env=env, timeout=120)
+    assert killed.returncode == -9
+    [orphan] = tmp_path.iterdir()
+    assert orphan.name.startswith("raytrainer-log-")
+    unsent = tmp_path / "raytrainer-unsent-log-1-kept.log"  # kept after a failed upload
+    unsent.write_text("kept")
+    alive = tmp_path / f"raytrainer-log-{os.getpid()}-x-open.log"  # a running process's
+    alive.write_text("open")
+    assert storage.streams.remove_orphaned_spool_files(str(tmp_path)) == [str(orphan)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([unsent.name, alive.name])

@@ -62,7 +62,12 @@ class Accuracy(BaseMetric):
                 raise ValueError("Accuracy: top-k with k > 1 needs class scores, got labels")
             hits = (preds.long() == labels).unsqueeze(1)
         else:
-            k_max = min(max(self.topk), preds.shape[1])
+            if max(self.topk) > preds.shape[1]:
+                raise ValueError(f"Accuracy: topk={self.topk} asks for the top {max(self.topk)} "
+                                 f"predictions, but the model scores {preds.shape[1]} classes; "
+                                 "set the evaluator's topk to values <= "
+                                 f"{preds.shape[1]} (val_evaluator.topk / test_evaluator.topk)")
+            k_max = max(self.topk)
             top = preds.topk(k_max, dim=1).indices
             correct = top == labels.unsqueeze(1)
             hits = torch.stack([correct[:, :min(k, k_max)].any(dim=1) for k in self.topk], dim=1)
