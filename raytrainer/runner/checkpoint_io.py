@@ -25,6 +25,7 @@ import torch
 from .. import __version__, dist, storage
 from . import checkpoint as ckpt
 from .async_checkpoint import AsyncCheckpointer, copy_to_cpu
+from .config_diff import model_key_differences
 from .loops import find_sampler
 from .rng_state import get_rng_state, set_rng_state
 
@@ -262,8 +263,14 @@ class CheckpointIO:
             raise ckpt.CheckpointError(f"{storage.describe(filename)} holds no model weights "
                                        f"('state_dict'); keys: {sorted(checkpoint)}")
         state = _revise_keys(checkpoint["state_dict"], revise_keys)
-        _check_keys(state, self.strategy.unwrap(self.model), filename, strict)
-        result = self.strategy.load_model_state_dict(self.model, state, strict=strict)
+        try:
+            _check_keys(state, self.strategy.unwrap(self.model), filename, strict)
+            result = self.strategy.load_model_state_dict(self.model, state, strict=strict)
+        except (CheckpointKeyMismatch, RuntimeError) as exc:
+            if not isinstance(exc, CheckpointKeyMismatch) and \
+                    "Error(s) in loading state_dict" not in str(exc):
+                raise
+            self._raise_with_config_differences(exc, checkpoint.get("meta") or {}, filename)
         missing = list(getattr(result, "missing_keys", []))
         unexpected = list(getattr(result, "unexpected_keys", []))
         if missing or unexpected:
@@ -271,6 +278,20 @@ class CheckpointIO:
                                 f"{missing}, unexpected keys {unexpected}")
         self.logger.info(f"loaded weights from {storage.describe(filename)}")
         return checkpoint
+
+    def _raise_with_config_differences(self, exc: Exception, meta: dict,
+                                       filename: str) -> None:
+        """Re-raise a weights/model mismatch, naming the model keys whose config differs
+        between the checkpoint and this run (when the checkpoint recorded its config)."""
+        differences = model_key_differences(meta.get("cfg") or "", self.cfg or {})
+        if not differences:
+            raise exc
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        if not reason.startswith("the weights in"):
+            reason = f"the weights in {storage.describe(filename)} do not fit the model: {reason}"
+        raise CheckpointKeyMismatch(
+            f"{reason}; the checkpoint's config differs in the model keys: "
+            + "; ".join(differences), partial=getattr(exc, "partial", True)) from exc
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location: str = "default") -> None:

@@ -37,3 +37,23 @@ def test_the_stored_text_is_never_executed(tmp_path):
     assert saved_sections(text)["model"] is not None
     assert model_key_differences(text, {"model": dict(type="X")}) == []
     assert not marker.exists()
+
+
+def test_resuming_into_a_changed_model_names_the_config_keys_that_differ(tmp_path):
+    import pytest
+
+    from raytrainer.runner import Runner
+
+    from .helpers import runner_kwargs
+
+    def cfg(hidden, epochs, **more):
+        kwargs = runner_kwargs(tmp_path / "work", epochs=epochs, val=False, **more)
+        kwargs["model"] = dict(type="MLPClassifier", hidden_dims=hidden)
+        return Config(kwargs)
+
+    Runner.from_cfg(cfg([16], 1)).train()
+    with pytest.raises(ValueError) as info:
+        Runner.from_cfg(cfg([32], 2, resume=True)).train()
+    message = str(info.value)
+    assert "size mismatch" in message
+    assert "model.hidden_dims: checkpoint [16], config [32]" in message
