@@ -55,8 +55,10 @@ def _free_port() -> int:
 
 
 def cluster_address(settings: RaySettings) -> str | None:
-    """The cluster to join: ``settings.address``, else ``RAY_ADDRESS``, else None (start one)."""
-    return settings.address or os.environ.get("RAY_ADDRESS") or None
+    """The cluster to join: ``settings.address``, else ``RAY_ADDRESS``, else None (start a
+    private instance; ``'local'`` asks for one explicitly)."""
+    address = settings.address or os.environ.get("RAY_ADDRESS") or None
+    return None if address == "local" else address
 
 
 @contextlib.contextmanager

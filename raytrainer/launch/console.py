@@ -155,6 +155,11 @@ class RunConsole:
 
     def _start_bar(self, event: dict) -> None:
         self._max_epochs = event.get("max_epochs")
+        if self._progress is not None:  # a restarted worker group: continue the same bar
+            self._progress.update(self._task, total=event["max_iters"],
+                                  completed=event.get("iter", 0),
+                                  description=self._description(event.get("epoch")))
+            return
         console = Console(file=self.stream, force_terminal=True)
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

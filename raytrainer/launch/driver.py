@@ -19,6 +19,7 @@ run that does not continue the latest checkpoint (``resume=True``) starts that l
 """
 from __future__ import annotations
 
+import _thread
 import json
 import logging
 import os
@@ -137,10 +138,13 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
         os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
             str(settings.worker_group_start_timeout_s)
     # One live run per work_dir: the driver holds the lease for the run and its restarts.
+    # A lease taken over by another run interrupts fit() (Ray Train aborts on SIGINT).
     lease = WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
-                         resuming=bool(spec.resume)) if mode == "train" else nullcontext()
+                         resuming=bool(spec.resume), on_lost=_thread.interrupt_main) \
+        if mode == "train" else None
     quiet = dict(logging_level=logging.INFO if verbose else logging.WARNING)
-    with lease, connect(settings, log_to_driver=verbose, init_kwargs=quiet) as connection:
+    with lease or nullcontext(), connect(settings, log_to_driver=verbose,
+                                         init_kwargs=quiet) as connection:
         if mode == "train":
             _forget_earlier_ray_runs(cfg, spec)
         check_feasible(settings, connection, settings.worker_group_start_timeout_s)
@@ -157,8 +161,12 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
         print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
                   f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
                   f"seed={spec.seed} resume={spec.resume!r}", logger="current")
-        with run_console:
-            result = trainer.fit()
+        try:
+            with run_console:
+                result = trainer.fit()
+        finally:
+            if lease is not None:
+                lease.check()
     details = _read_result(spec)
     return LaunchResult(spec=spec, metrics=details.get("metrics", {}), result=result,
                         details=details)

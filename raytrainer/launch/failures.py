@@ -20,9 +20,11 @@ from ray.train.v2.api.exceptions import WorkerGroupError
 
 logger = logging.getLogger(__name__)
 
-# Errors raised on a rank whose peer died mid-collective (gloo/NCCL), in their message.
-_COLLECTIVE_SYMPTOMS = ("connection closed by peer", "connection reset by peer", "gloo",
-                        "nccl", "socket timeout", "broken pipe", "timed out", "heartbeat")
+# What gloo/NCCL say on a rank whose peer died mid-collective (in the error message).
+_COLLECTIVE_SYMPTOMS = ("connection closed by peer", "connection reset by peer",
+                        "socket timeout", "broken pipe", "remote process exited",
+                        "communicator was aborted", "watchdog caught collective operation "
+                        "timeout", "unhandled system error")
 _TRANSIENT_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED,
                                errno.ETIMEDOUT, errno.EPIPE, errno.EHOSTUNREACH,
                                errno.ENETUNREACH, errno.EAGAIN})
@@ -75,13 +77,16 @@ def deterministic_failures(error: BaseException) -> dict[int, BaseException]:
 
 
 class FailFastPolicy(DefaultFailurePolicy):
-    """Ray Train's default policy, except that a worker-group failure in which any rank raised
-    an error a restart cannot fix is raised at once, without a retry."""
+    """Ray Train's default policy, except that a worker-group failure in which a rank raised
+    an error a restart cannot fix, and no worker died, is raised at once without a retry."""
 
     def make_decision(self, training_failed_error: Any) -> FailureDecision:
         if isinstance(training_failed_error, WorkerGroupError):
             found = deterministic_failures(training_failed_error)
-            if found:
+            died = any(user_exception(e) is None
+                       for e in training_failed_error.worker_failures.values())
+            # A dead or preempted worker explains its peers' errors: Ray's rules decide.
+            if found and not died:
                 rank, raised = next(iter(found.items()))
                 logger.info("[FailurePolicy] RAISE without retry: rank %d raised %s, which a "
                             "restart would raise again", rank, type(raised).__name__)

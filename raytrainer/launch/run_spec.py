@@ -86,6 +86,11 @@ def decide_run(cfg: Config) -> RunSpec:
     elif resume and not isinstance(resume, str):
         raise ValueError(f"resume must be True, 'auto', False or a checkpoint location, got "
                          f"{resume!r}")
+    elif resume and storage.is_dir(resume):
+        # An explicit checkpoint continues its lineage (the Runner adopts it too), so the
+        # resubmitted driver of that run can take the run's work_dir lease over.
+        meta = ckpt.read_meta(resume)
+        lineage = meta.get("lineage") or meta.get("timestamp")
     if seed is None:
         seed = draw_seed()
     name = experiment_name_for(cfg.get("experiment_name"), cfg.filename, timestamp)

@@ -187,9 +187,18 @@ class CheckpointIO:
             self._checkpointer().wait()  # at most one write in flight; surface its failure
         checkpoint = self.checkpoint_state(save_optimizer, save_param_scheduler, meta, by_epoch)
         self.call_hook("before_save_checkpoint", checkpoint=checkpoint)
-        box = [self._clear_location(str(out_dir), filename) if self.rank == 0 else None]
+        box: list = [None, None]
+        if self.rank == 0:
+            try:
+                if self._lease is not None:
+                    self._lease.check()  # another run took the work_dir over: write nothing
+                box[0] = self._clear_location(str(out_dir), filename)
+            except Exception as exc:  # every rank must stop, or the others would hang
+                box[1] = exc
         dist.broadcast_object_list(box)  # no rank writes before a stale directory is gone
-        location = box[0]
+        location, failure = box
+        if failure is not None:
+            raise failure
         rank, world = self.rank, self.world_size
 
         self.checkpoint_saves += 1

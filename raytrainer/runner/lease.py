@@ -8,8 +8,11 @@ that start together, the one whose record is read back by all of them wins, and 
 are refused. While the run lives a thread re-writes the record every ``heartbeat`` seconds; a
 record whose heartbeat is older than ``stale after`` seconds belongs to a run that is gone
 (killed, lost node) and is taken over. An explicit resume of the same lineage takes the lease
-over at once (a resubmitted driver continues its own run). The lease is removed when the run
-ends, if it is still ours.
+over at once (a resubmitted driver continues its own run), unless the holder is a process
+still alive on this machine. The lease is removed when the run
+ends, if it is still ours. A run that finds its lease taken over stops writing: its next
+checkpoint save raises :class:`WorkDirInUseError` (``on_lost`` lets a Ray driver stop its run
+at once).
 
 Timing comes from ``RAYTRAINER_LEASE_HEARTBEAT_S`` (default 10) and
 ``RAYTRAINER_LEASE_STALE_S`` (default 60). Staleness compares wall clocks of the two
@@ -17,6 +20,7 @@ machines. This module owns the lease record only; it never touches checkpoints o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +28,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -64,6 +69,21 @@ def _seconds(name: str, default: float) -> float:
     return seconds
 
 
+def _alive_on_this_machine(record: LeaseRecord) -> bool:
+    """Whether the record's holder is a live process on this machine (other machines'
+    processes cannot be checked: their lease is taken over)."""
+    host, _, pid = record.holder.rpartition(" pid ")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def lease_location(work_dir: str) -> str:
     return storage.join(str(work_dir), LEASE_FILE)
 
@@ -90,16 +110,19 @@ class WorkDirLease:
         resuming: The run resumes its lineage: it may take over a lease of the same lineage
             that is not stale yet (its earlier process died).
         logger: Where take-overs and heartbeat problems are logged.
+        on_lost: Called (from the heartbeat thread) when another run took the lease over.
     """
 
     def __init__(self, work_dir: str, run: str, lineage: str, resuming: bool = False,
-                 logger: logging.Logger | str = "current"):
+                 logger: logging.Logger | str = "current",
+                 on_lost: Callable[[], None] | None = None):
         self.work_dir, self.run, self.lineage, self.resuming = str(work_dir), run, lineage, resuming
         self.logger = logger
         self.heartbeat_s = _seconds(HEARTBEAT_ENV, 10.0)
         self.stale_s = _seconds(STALE_ENV, 60.0)
         self.token = uuid.uuid4().hex
-        self.lost = False
+        self.lost: LeaseRecord | None = None
+        self.on_lost = on_lost
         self._started = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,7 +142,8 @@ class WorkDirLease:
                 print_log(f"{lease_location(self.work_dir)}: run {current.run} on "
                           f"{current.holder} sent no heartbeat for {current.age():.0f} s; "
                           "taking its lease over", logger=self.logger, level=logging.WARNING)
-            elif self.resuming and current.lineage == self.lineage:
+            elif self.resuming and current.lineage == self.lineage and \
+                    not _alive_on_this_machine(current):
                 print_log(f"{lease_location(self.work_dir)}: resuming run {current.run} "
                           f"(lineage {current.lineage}); taking its lease over from "
                           f"{current.holder}", logger=self.logger, level=logging.WARNING)
@@ -171,15 +195,26 @@ class WorkDirLease:
             try:
                 current = read_lease(self.work_dir)
                 if current is not None and current.token != self.token:
-                    self.lost = True
+                    self.lost = current
                     print_log(f"{storage.describe(self.work_dir)}: the lease was taken over "
-                              f"by run {current.run} on {current.holder}; two runs now write "
-                              "into this work_dir", logger=self.logger, level=logging.ERROR)
+                              f"by run {current.run} on {current.holder}; this run stops "
+                              "writing into the work_dir", logger=self.logger,
+                              level=logging.ERROR)
+                    if self.on_lost is not None:
+                        self.on_lost()
                     return
                 self._write()
             except storage.StorageError as exc:
                 print_log(f"lease heartbeat failed: {exc}", logger=self.logger,
                           level=logging.WARNING)
+
+    def check(self) -> None:
+        """Raise :class:`WorkDirInUseError` if another run took the lease over."""
+        if self.lost is not None:
+            raise WorkDirInUseError(
+                f"work_dir {storage.describe(self.work_dir)}: run {self.lost.run} on "
+                f"{self.lost.holder} took this run's lease over; this run stopped so that the "
+                "two do not overwrite and prune each other's checkpoints")
 
     def _refusal(self, holder: LeaseRecord) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.started))
@@ -190,14 +225,6 @@ class WorkDirLease:
                 f"to end, or, if it is gone: resume it with --resume (it takes its lease over), "
                 f"wait until its lease is stale ({self.stale_s:.0f} s after its last "
                 f"heartbeat, {STALE_ENV}), or delete {lease_location(self.work_dir)}")
-
-
-class _NoLease:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 class _RankZeroLease:
@@ -230,7 +257,7 @@ def runner_lease(runner) -> Any:
     """The lease a Runner holds while it trains: rank 0's, except on Ray (the driver holds
     the lease there, for the whole run and its restarts)."""
     if runner.launcher == "ray":
-        return _NoLease()
+        return contextlib.nullcontext()
     resuming = bool(runner.resumed_from)
     return _RankZeroLease(WorkDirLease(runner.work_dir, runner.experiment_name, runner.lineage,
                                        resuming=resuming, logger=runner.logger))

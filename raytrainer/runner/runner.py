@@ -162,6 +162,7 @@ class Runner(CheckpointIO):
         self.default_scope = default_scope
         self._load_from, self._resume, self._load_strict = load_from, resume, load_strict
         self._has_loaded = False
+        self._lease = None  # the work_dir lease while training (rank 0, not on Ray)
         self.resumed_from: str | None = None
         self.committed_checkpoints = collections.deque()
 
@@ -504,7 +505,8 @@ class Runner(CheckpointIO):
         self._init_model_weights()
         self.load_or_resume()
         self.optim_wrapper.initialize_count_status(self.model, loop.iter, loop.max_iters)
-        with runner_lease(self):  # one live run per work_dir
+        with runner_lease(self) as lease:  # one live run per work_dir
+            self._lease = lease
             model = loop.run()
             self.wait_for_checkpoint()
         self.call_hook("after_run")

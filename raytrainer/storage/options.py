@@ -114,7 +114,10 @@ def resolved_storage_options(config_options: Mapping[str, Any] | None = None) ->
     env = _env_layer()
     merged: dict[str, Any] = {**env.get(_ALL, {}), **flat}
     for protocol in sorted((set(env) - {_ALL}) | set(sections)):
-        merged[protocol] = {**env.get(protocol, {}), **sections.get(protocol, {})}
+        # A protocol section applies after the flat options, so drop the environment's keys
+        # that the config sets flat: the config wins over the environment at every level.
+        from_env = {k: v for k, v in env.get(protocol, {}).items() if k not in flat}
+        merged[protocol] = {**from_env, **sections.get(protocol, {})}
     return merged
 
 

@@ -254,7 +254,9 @@ class SyncedTextFile(io.TextIOWrapper):
             self._close_locally(keep_temp=True)
             kept = self._temp.replace(_SPOOL_PREFIX, _UNSENT_PREFIX, 1)
             os.replace(self._temp, kept)
-            raise StorageError(f"{exc}; the log is kept in {kept}") from exc
+            error = StorageError(f"{exc}; the log is kept in {kept}")
+            error.transient = getattr(exc, "transient", False)
+            raise error from exc
         self._close_locally(keep_temp=False)
 
     def discard(self) -> None:

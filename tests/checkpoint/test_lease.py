@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -157,3 +158,64 @@ def test_the_ray_driver_resuming_its_own_run_takes_the_lease_over(tmp_path):
     fresh = decide_run(Config(dict(work_dir=work_dir)))  # not a resume: refused
     with pytest.raises(WorkDirInUseError, match="in use by run gone_run"):
         WorkDirLease(fresh.work_dir, fresh.experiment_name, fresh.lineage).acquire()
+
+
+def test_a_resume_does_not_take_over_from_a_live_process_on_this_machine(tmp_path):
+    work_dir = str(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = dict(token="t", run="live_run", lineage="L1",
+                      holder=f"{socket.gethostname()} pid {holder.pid}",
+                      started=time.time(), heartbeat=time.time())
+        storage.write_text(storage.join(work_dir, LEASE_FILE), json.dumps(record))
+        with pytest.raises(WorkDirInUseError, match="is in use by run live_run"):
+            WorkDirLease(work_dir, "again", "L1", resuming=True).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lease = WorkDirLease(work_dir, "again", "L1", resuming=True)
+    lease.acquire()  # its holder is gone now: the resume takes the lease over at once
+    lease.release()
+
+
+def test_a_run_whose_lease_is_taken_over_stops_writing(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYTRAINER_LEASE_HEARTBEAT_S", "0.2")
+    work_dir = str(tmp_path / "run")
+    called = threading.Event()
+    lease = WorkDirLease(work_dir, "first", "L1", on_lost=called.set)
+    lease.acquire()
+    try:
+        lease.check()  # still ours
+        other = dict(token="other", run="second", lineage="L2", holder="elsewhere pid 7",
+                     started=time.time(), heartbeat=time.time())
+        storage.write_text(storage.join(work_dir, LEASE_FILE), json.dumps(other))
+        assert called.wait(10)
+        with pytest.raises(WorkDirInUseError, match="run second on elsewhere pid 7 took this "
+                                                    "run's lease over; this run stopped"):
+            lease.check()
+    finally:
+        lease.release()
+    assert read_lease(work_dir).token == "other"  # the other run's record is left alone
+
+
+def test_a_runner_stops_at_its_next_save_once_its_lease_is_taken_over(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYTRAINER_LEASE_HEARTBEAT_S", "0.2")
+    from raytrainer.hooks import Hook
+
+    class TakeOver(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter == 3:
+                other = dict(token="other", run="second", lineage="L2",
+                             holder="elsewhere pid 7", started=time.time(),
+                             heartbeat=time.time())
+                storage.write_text(storage.join(runner.work_dir, LEASE_FILE),
+                                   json.dumps(other))
+                time.sleep(1.0)  # a heartbeat notices
+
+    work_dir = str(tmp_path / "run")
+    runner = Runner(**runner_kwargs(work_dir, iters=8, val=False, custom_hooks=[TakeOver()],
+                                    default_hooks=dict(checkpoint=dict(
+                                        type="CheckpointHook", interval=5, by_epoch=False))))
+    with pytest.raises(WorkDirInUseError, match="took this run's lease over"):
+        runner.train()
+    assert not os.path.exists(os.path.join(work_dir, "checkpoints", "iter_5"))

@@ -158,3 +158,19 @@ def test_in_process_run_ends_with_the_summary_naming_the_best_checkpoint(tmp_pat
     assert [line for line in lines if line.startswith("test:   raytrainer test ") and
             line.endswith(f"--checkpoint {best_path}")]
     assert not [line for line in lines if "Hooks will run" in line]
+
+
+def test_a_restarted_worker_group_continues_the_same_progress_bar():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    console = RunConsole(stream=Terminal())
+    console.handle({"kind": "start", "iter": 0, "max_iters": 10, "epoch": 0, "max_epochs": 2})
+    first = console._progress
+    console.handle({"kind": "iter", "iter": 4, "epoch": 0, "loss": 0.5, "lr": 0.1})
+    console.handle({"kind": "start", "iter": 3, "max_iters": 10, "epoch": 0, "max_epochs": 2})
+    assert console._progress is first  # one live display, not a second one beside it
+    assert first.tasks[0].completed == 3
+    console.handle({"kind": "end", "iter": 10})
+    assert console._progress is None and not first.live.is_started

@@ -38,6 +38,8 @@ def test_errors_a_restart_may_fix(exc):
     TypeError("__init__() got an unexpected keyword argument 'bogus'"),
     ModuleNotFoundError("No module named 'my_models'"),
     ConfigError("train_cfg.max_epochs must be a positive integer"),
+    RuntimeError("ProcessGroupGloo does not support reduce_scatter"),
+    RuntimeError("Tensors must be CUDA and dense (NCCL backend)"),
     RuntimeError("Error(s) in loading state_dict: size mismatch for net.0.weight"),
     KeyError("missing key"),
     storage_error(FileNotFoundError("no such key"), "read s3://b/k"),
@@ -59,9 +61,15 @@ def _policy(max_failures=3):
 
 
 def test_a_deterministic_error_on_any_rank_raises_at_once():
-    error = WorkerGroupError("boom", {0: ValueError("bad"), 1: RuntimeError("gloo: closed")})
+    error = WorkerGroupError("boom", {0: ValueError("bad"),
+                                      1: RuntimeError("[gloo] Connection closed by peer")})
     assert deterministic_failures(error) == {0: error.worker_failures[0]}
     assert _policy().make_decision(error) == FailureDecision.RAISE
+
+
+def test_a_dead_worker_lets_ray_decide_even_beside_an_unknown_error():
+    error = WorkerGroupError("died", {1: ActorDiedError(), 0: ValueError("odd side effect")})
+    assert _policy().make_decision(error) == FailureDecision.RETRY
 
 
 def test_dead_workers_and_collateral_errors_are_retried_up_to_max_failures():

@@ -113,3 +113,11 @@ def test_resolved_options_put_the_configs_section_over_the_environment(clean_opt
     storage.set_storage_options(resolved)
     assert storage.storage_options_for("s3://b/k") == {
         "anon": False, "endpoint_url": "http://config:2", "key": "K"}
+
+
+def test_a_flat_config_option_wins_over_the_environments_protocol_section(clean_options,
+                                                                         monkeypatch):
+    monkeypatch.setenv(storage.ENV_VAR, json.dumps({"s3": {"endpoint_url": "http://env:9000"}}))
+    storage.set_storage_options(storage.resolved_storage_options(
+        {"endpoint_url": "http://config:1"}))
+    assert storage.storage_options_for("s3://b/k")["endpoint_url"] == "http://config:1"
