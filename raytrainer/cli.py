@@ -192,6 +192,15 @@ def _cfg_option_words(options: dict) -> list[str]:
     return [f"{k}={v}" if isinstance(v, str) else f"{k}={v!r}" for k, v in options.items()]
 
 
+def _launch_words(args: argparse.Namespace) -> list[str]:
+    """The flags that chose where the run ran, for the summary's commands."""
+    if args.launcher == "none":
+        return ["--launcher", "none"]
+    words = ["--num-workers", str(args.num_workers)] if args.num_workers else []
+    words += ["--gpu"] if args.gpu else []
+    return words + (["--address", args.address] if args.address else [])
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "k8s":
         return k8s_cli.run(args)
@@ -208,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         outcome = _run_on_ray(args, cfg)
     lines = run_summary(args.command, wall_s=time.monotonic() - started, config=args.config,
-                        cfg_options=_cfg_option_words(args.cfg_options), **outcome)
+                        cfg_options=_cfg_option_words(args.cfg_options),
+                        launch_args=_launch_words(args), **outcome)
     print("\n".join(lines), flush=True)
     return EXIT_OK
 

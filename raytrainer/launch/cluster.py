@@ -165,6 +165,8 @@ def check_feasible(settings: RaySettings, connection: Connection,
     import ray
 
     per_worker = _per_worker(settings)
+    if not per_worker:
+        return  # workers that ask for no resources always fit
     wait_s = 0.0 if connection.started else (60.0 if wait_s is None else wait_s)
     deadline = time.monotonic() + wait_s
     announced = False

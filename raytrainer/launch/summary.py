@@ -25,8 +25,8 @@ def format_duration(seconds: float) -> str:
 
 
 def _command(verb: str, config: str, work_dir: str, cfg_options: Sequence[str],
-             flag: str, checkpoint: str) -> str:
-    words = ["raytrainer", verb, config, "--work-dir", work_dir]
+             flag: str, checkpoint: str, launch_args: Sequence[str] = ()) -> str:
+    words = ["raytrainer", verb, config, "--work-dir", work_dir, *launch_args]
     if cfg_options:
         words += ["--cfg-options", *cfg_options]
     return shlex.join(words + [flag, checkpoint])
@@ -34,7 +34,8 @@ def _command(verb: str, config: str, work_dir: str, cfg_options: Sequence[str],
 
 def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float,
                 config: str, cfg_options: Sequence[str] = (), last_checkpoint: str | None = None,
-                best_checkpoint: str | None = None) -> list[str]:
+                best_checkpoint: str | None = None,
+                launch_args: Sequence[str] = ()) -> list[str]:
     """The lines of the summary.
 
     Args:
@@ -46,6 +47,8 @@ def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float
         cfg_options: The ``--cfg-options`` words given, repeated in the commands.
         last_checkpoint: The newest checkpoint the run committed.
         best_checkpoint: The best checkpoint (``save_best``), if any.
+        launch_args: Where the run ran (``--launcher none``, ``--num-workers 4`` ...),
+            repeated in the commands.
     """
     title = {"train": "final val", "val": "val", "test": "test"}[mode]
     lines = [f"{title} {format_metrics(metrics)}" if metrics else f"{title}: no metrics"]
@@ -55,7 +58,8 @@ def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float
     lines += [f"work_dir: {work_dir}", f"wall time: {format_duration(wall_s)}"]
     if mode == "train" and last_checkpoint:
         lines.append("resume: " + _command("train", config, work_dir, cfg_options, "--resume",
-                                           last_checkpoint))
+                                           last_checkpoint, launch_args))
         lines.append("test:   " + _command("test", config, work_dir, cfg_options,
-                                           "--checkpoint", best_checkpoint or last_checkpoint))
+                                           "--checkpoint", best_checkpoint or last_checkpoint,
+                                           launch_args))
     return lines

@@ -20,8 +20,9 @@ RAY_INTERNALS = ("TrainingReport", "Reporting training result", "PreemptionWatch
 
 
 def _command(work_dir, *options):
+    # the README's command (no RAY_ADDRESS in _env(): a private local instance)
     return [sys.executable, "-m", "raytrainer.cli", "train", "configs/digits/mlp.py",
-            "--address", "local", "--work-dir", str(work_dir), *options]
+            "--work-dir", str(work_dir), *options]
 
 
 def _env():
@@ -174,3 +175,12 @@ def test_a_restarted_worker_group_continues_the_same_progress_bar():
     assert first.tasks[0].completed == 3
     console.handle({"kind": "end", "iter": 10})
     assert console._progress is None and not first.live.is_started
+
+
+def test_summary_commands_keep_where_the_run_ran():
+    lines = run_summary("train", None, "/w", 1.0, "cfg.py", last_checkpoint="/w/c/epoch_1",
+                        launch_args=["--launcher", "none"])
+    assert lines[-2] == "resume: raytrainer train cfg.py --work-dir /w --launcher none " \
+        "--resume /w/c/epoch_1"
+    assert lines[-1] == "test:   raytrainer test cfg.py --work-dir /w --launcher none " \
+        "--checkpoint /w/c/epoch_1"
