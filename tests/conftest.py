@@ -37,6 +37,16 @@ def _forget_global_instances():
     _forget_new_instances(before)
 
 
+@pytest.fixture(autouse=True)
+def _storage_retries_as_configured():
+    """A command that failed in this process (``cli.main`` called by a test) switches storage
+    to last attempts for the rest of the process; the next test starts with retries again."""
+    from raytrainer.storage import retry
+
+    yield
+    retry._ending = False
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _forget_module_instances():
     """The same for instances made by module-scoped fixtures (a shared trained runner)."""

@@ -120,7 +120,8 @@ def test_two_rank_validation_equals_one_process(straight, tmp_path):
     cfg = digits_cfg(tmp_path / "single", tmp_path, load_from=checkpoint)
     cfg["custom_hooks"] = []
     single = Runner.from_cfg(cfg).val()
-    assert single["accuracy/top1"] == result.metrics["accuracy/top1"] > 90.0
+    # 3 epochs whose cosine schedule ends with the run: well trained, and the same on Ray
+    assert single["accuracy/top1"] == result.metrics["accuracy/top1"] > 80.0
     on_ray = launch.val(digits_cfg(tmp_path / "val", tmp_path), checkpoint, num_workers=2)
     assert on_ray.metrics == single
 
