@@ -39,6 +39,7 @@ from .trial import TrialPlan, trial_trainable
 SCHEDULERS = ("fifo", "asha", "pbt")
 LR_KEY = "optim_wrapper.optimizer.lr"
 TUNE_DIR = "tune"
+TRIAL_MEMORY = 128 * 2**20  # what the trial function reserves when it holds no CPU
 
 
 @dataclass
@@ -162,7 +163,7 @@ def _scheduler(options: SweepOptions, time_attr: str, length: int):
     if options.scheduler == "asha":
         extra.setdefault("max_t", length)
         extra.setdefault("grace_period", 1)
-        return create_scheduler("asha", time_attr=time_attr, **extra)
+        return create_scheduler("async_hyperband", time_attr=time_attr, **extra)
     if options.scheduler == "pbt":
         from ray.tune.search.sample import Domain
 
@@ -230,7 +231,10 @@ def _tuner(cfg: Config, options: SweepOptions, settings: RaySettings, sweep_dir:
                      sweep_dir=sweep_dir, metric=options.metric,
                      report_checkpoints=options.scheduler == "pbt",
                      lr_key=LR_KEY if LR_KEY in options.space else None)
-    trainable = tune.with_resources(trial_trainable(plan), {"CPU": options.trial_cpus})
+    # Tune needs the trial function to ask for something; without trial_cpus it asks only
+    # for memory, so a 1-worker trial takes exactly one CPU.
+    held = {"CPU": options.trial_cpus} if options.trial_cpus else {"memory": TRIAL_MEMORY}
+    trainable = tune.with_resources(trial_trainable(plan), held)
     space = _grid(options.space) if options.search == "grid" else dict(options.space)
     filesystem, path = storage.to_pyarrow(sweep_dir)
     tune_path = posixpath.join(path, TUNE_DIR)
@@ -326,7 +330,7 @@ def _row(base: Config, opts: SweepOptions, sweep_dir: str, result) -> dict:
     status = "ERROR" if result.error else ("STOPPED" if last is None or last < length
                                            else "DONE")
     checkpoint_root = checkpoint_dir_for(work_dir, _checkpoint_out_dir(base))
-    return {"trial_id": name.split("_", 1)[0], "work_dir": work_dir, **values,
+    return {"trial_id": result.metrics.get("trial_id", name), "work_dir": work_dir, **values,
             opts.metric: metric, f"best_{time_attr}": best_at, f"last_{time_attr}": last,
             "status": status,
             "checkpoint": ckpt.latest_checkpoint(checkpoint_root)

@@ -24,6 +24,7 @@ from .conftest import ROOT, stop_process_tree
 MLP = os.path.join(ROOT, "configs", "digits", "mlp.py")
 METRIC = "val/accuracy/top1"
 GOOD_LR = 0.1
+ASHA_EPOCHS = 20  # epochs take a fraction of a second: long enough for ASHA to stop trials
 
 
 def _digits(work_dir, epochs: int = 3) -> Config:
@@ -46,7 +47,7 @@ def asha_sweep(ray_cluster, tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("asha") / "sweep"
     started = time.monotonic()
     result = run_sweep(
-        _digits(sweep_dir, epochs=4),
+        _digits(sweep_dir, epochs=ASHA_EPOCHS),
         {"optim_wrapper.optimizer.lr": tune.grid_search([1e-5, GOOD_LR, 3e-5, 1e-4])},
         scheduler="asha", metric=METRIC, mode="max", workers_per_trial=1, max_concurrent=2,
         scheduler_options=dict(grace_period=1, reduction_factor=2))
@@ -68,11 +69,16 @@ def test_asha_sweep_finds_the_good_lr_and_writes_its_results(asha_sweep):
     for row in result.rows:  # each trial is a raytrainer run in its own work_dir
         assert os.path.basename(row["work_dir"]).startswith(row["trial_id"] + "_lr=")
         assert row["checkpoint"] and ckpt.is_committed(row["checkpoint"])
+    assert result.best["status"] == "DONE"
+    assert result.best["checkpoint"].endswith(f"/epoch_{ASHA_EPOCHS}")
     assert result.best_checkpoint.startswith(result.best["work_dir"])
 
 
 def test_early_stopped_trials_free_their_resources(asha_sweep, ray_cluster):
     result, wall_s = asha_sweep
+    for row in result.rows:
+        if row["status"] == "STOPPED":  # the inner run ended soon after Tune stopped the trial
+            assert int(row["checkpoint"].rsplit("_", 1)[-1]) < ASHA_EPOCHS
     # Four 1-worker trials, two at a time, on 2 CPUs: a trial left holding its placement
     # group would make the next wait for Ray Train's cleaner (minutes) or forever.
     assert wall_s < 150
