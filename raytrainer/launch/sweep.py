@@ -39,6 +39,7 @@ from .trial import TrialPlan, trial_trainable
 SCHEDULERS = ("fifo", "asha", "pbt")
 LR_KEY = "optim_wrapper.optimizer.lr"
 TUNE_DIR = "tune"
+PBT_KEEP = 4  # Tune checkpoints kept per trial (only PBT reports checkpoints to Tune)
 TRIAL_MEMORY = 128 * 2**20  # what the trial function reserves when it holds no CPU
 
 
@@ -257,7 +258,8 @@ def _tuner(cfg: Config, options: SweepOptions, settings: RaySettings, sweep_dir:
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=posixpath.dirname(tune_path),
             storage_filesystem=filesystem, verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+            # PBT restores a donor's checkpoint some reports after it was made: keep several
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=PBT_KEEP)))
 
 
 def tune(cfg: Config, param_space: Mapping[str, Any] | None = None, *,
