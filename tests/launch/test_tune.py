@@ -1,6 +1,7 @@
 """Ray Tune sweeps on the 2-CPU test cluster: ASHA, resuming a killed sweep, PBT, resources."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -24,6 +25,7 @@ from .conftest import ROOT, stop_process_tree
 MLP = os.path.join(ROOT, "configs", "digits", "mlp.py")
 METRIC = "val/accuracy/top1"
 GOOD_LR = 0.1
+RESUME_EPOCHS = 30  # the interrupted trial must still be running when its driver is killed
 ASHA_EPOCHS = 20  # epochs take a fraction of a second: long enough for ASHA to stop trials
 
 
@@ -128,7 +130,7 @@ def _results(work_dir) -> list[dict]:
 def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     sweep_dir = tmp_path / "sweep"
     config = tmp_path / "digits.py"
-    _digits(sweep_dir, epochs=12).dump(str(config))
+    _digits(sweep_dir, epochs=RESUME_EPOCHS).dump(str(config))
     space = tmp_path / "space.py"
     space.write_text("from ray import tune\nspace = {'optim_wrapper.optimizer.lr': "
                      "tune.grid_search([0.1, 0.05])}\n")
@@ -149,11 +151,12 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
                   "committed a checkpoint", driver)
         import psutil
 
-        family = psutil.Process(driver.pid).children(recursive=True)
-        os.kill(driver.pid, signal.SIGKILL)
+        family = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(
+            recursive=True)]
+        for process in family:  # the driver and its private Ray instance die together
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
-        for child in family:  # the driver's private Ray instance
-            stop_process_tree(child.pid, timeout=5)
     finally:
         stop_process_tree(driver.pid, timeout=5)
     trial_dirs = sorted(glob.glob(str(sweep_dir / "*_lr=*")))
@@ -167,7 +170,7 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     assert sorted(os.listdir(finished[0])) == runs_before[finished[0]]  # not run again
     (resumed,) = _results(interrupted[0])
     assert resumed["resumed_from"] and "/checkpoints/epoch_" in resumed["resumed_from"]
-    assert resumed["epoch"] == 12
+    assert resumed["epoch"] == RESUME_EPOCHS
     rows = json.loads(open(sweep_dir / "results.json").read())
     assert sorted(row["status"] for row in rows) == ["DONE", "DONE"]
 
