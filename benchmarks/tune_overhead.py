@@ -46,10 +46,16 @@ class FirstIterHook(Hook):
                 sink.write(repr(time.time()))
 
 
-def _options(epochs: int, probe_dir: str) -> list[str]:
-    return ["--cfg-options", f"train_cfg.max_epochs={epochs}", "train_cfg.val_interval=1",
-            "ray.num_workers=1", "custom_imports.imports=['benchmarks.tune_overhead']",
-            f"custom_hooks=[dict(type='FirstIterHook',out_dir='{probe_dir}')]"]
+def _config(tmp: str, epochs: int, probe_dir: str) -> str:
+    """The digits config with 1 worker, ``epochs`` epochs, validation every epoch, the probe."""
+    path = os.path.join(tmp, "digits.py")
+    with open(path, "w") as sink:
+        sink.write(f"_base_ = [{os.path.join(ROOT, 'configs', 'digits', 'mlp.py')!r}]\n"
+                   f"train_cfg = dict(max_epochs={epochs}, val_interval=1)\n"
+                   "ray = dict(num_workers=1)\n"
+                   "custom_imports = dict(imports=['benchmarks.tune_overhead'])\n"
+                   f"custom_hooks = [dict(type='FirstIterHook', out_dir={probe_dir!r})]\n")
+    return path
 
 
 def _run(command: list[str]) -> float:
@@ -66,10 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     lrs = LRS[:args.trials]
     cli = [sys.executable, "-m", "raytrainer.cli"]
-    config = os.path.join(ROOT, "configs", "digits", "mlp.py")
     with tempfile.TemporaryDirectory(prefix="tune_overhead_") as tmp:
         probes = os.path.join(tmp, "probes")
         os.makedirs(probes)
+        config = _config(tmp, args.epochs, probes)
         space = os.path.join(tmp, "space.py")
         with open(space, "w") as sink:
             sink.write("from ray import tune\nspace = {'optim_wrapper.optimizer.lr': "
@@ -77,11 +83,11 @@ def main() -> None:
         launched = time.time()
         sweep_s = _run([*cli, "tune", config, "--space", space, "--metric", "val/accuracy/top1",
                         "--workers-per-trial", "1", "--max-concurrent", "1",
-                        "--work-dir", os.path.join(tmp, "sweep"), *_options(args.epochs, probes)])
+                        "--work-dir", os.path.join(tmp, "sweep")])
         first = min(float(open(p).read()) for p in glob.glob(os.path.join(probes, "first_*")))
-        train_s = sum(_run([*cli, "train", config, "--num-workers", "1", "--work-dir",
-                            os.path.join(tmp, f"train_{i}"), *_options(args.epochs, tmp),
-                            f"optim_wrapper.optimizer.lr={lr}"]) for i, lr in enumerate(lrs))
+        train_s = sum(_run([*cli, "train", config, "--work-dir", os.path.join(tmp, f"train_{i}"),
+                            "--cfg-options", f"optim_wrapper.optimizer.lr={lr}"])
+                      for i, lr in enumerate(lrs))
     print(f"| trials | epochs | sweep s | {args.trials} x train s | sweep / train | "
           "sweep start -> first iteration s |")
     print("|---|---|---|---|---|---|")

@@ -224,10 +224,9 @@ def fitting_trials(settings: RaySettings, trial_cpus: float, max_concurrent: int
 
 
 def _tuner(cfg: Config, options: SweepOptions, settings: RaySettings, sweep_dir: str,
-           concurrent: int):
+           concurrent: int, scheduler, searcher):
     from ray import tune
 
-    time_attr, length = _time_attr(cfg)
     plan = TrialPlan(cfg=cfg.to_dict(), filename=cfg.filename, settings=settings,
                      sweep_dir=sweep_dir, metric=options.metric,
                      report_checkpoints=options.scheduler == "pbt",
@@ -251,7 +250,7 @@ def _tuner(cfg: Config, options: SweepOptions, settings: RaySettings, sweep_dir:
         trainable, param_space=space,
         tune_config=tune.TuneConfig(
             metric=options.metric, mode=options.mode, num_samples=options.num_samples,
-            scheduler=_scheduler(options, time_attr, length), search_alg=_searcher(options),
+            scheduler=scheduler, search_alg=searcher,
             max_concurrent_trials=concurrent, reuse_actors=False,
             trial_dirname_creator=lambda trial: trial_dirname(
                 trial.trial_id, {k: trial.config.get(k) for k in options.space})),
@@ -303,6 +302,8 @@ def tune(cfg: Config, param_space: Mapping[str, Any] | None = None, *,
     if opts.workers_per_trial:
         settings.num_workers = opts.workers_per_trial
     storage.set_storage_options(storage.resolved_storage_options(base.get("storage")))
+    scheduler = _scheduler(opts, *_time_attr(base))  # bad options fail before Ray starts
+    searcher = _searcher(opts)
     quiet = dict(logging_level=logging.INFO if verbose else logging.WARNING)
     with connect(settings, log_to_driver=verbose, init_kwargs=quiet):
         concurrent = fitting_trials(settings, opts.trial_cpus, opts.max_concurrent)
@@ -310,7 +311,7 @@ def tune(cfg: Config, param_space: Mapping[str, Any] | None = None, *,
                   f"search={opts.search}, {settings.num_workers} worker(s) per trial, "
                   f"{concurrent} at once; sweep dir {storage.describe(sweep_dir)}",
                   logger="current")
-        grid = _tuner(base, opts, settings, sweep_dir, concurrent).fit()
+        grid = _tuner(base, opts, settings, sweep_dir, concurrent, scheduler, searcher).fit()
     return collect_results(base, opts, sweep_dir, grid)
 
 
@@ -344,6 +345,7 @@ def collect_results(base: Config, opts: SweepOptions, sweep_dir: str, grid) -> S
     the table."""
     rows = sorted((_row(base, opts, sweep_dir, result) for result in grid),
                   key=lambda row: row["trial_id"])
+
     scored = [row for row in rows if row[opts.metric] is not None]
     best = (max if opts.mode == "max" else min)(
         scored, key=lambda row: row[opts.metric]) if scored else None
@@ -361,6 +363,9 @@ def collect_results(base: Config, opts: SweepOptions, sweep_dir: str, grid) -> S
     writer.writerows(rows)
     storage.write_text(storage.join(sweep_dir, "results.csv"), buffer.getvalue())
     print(format_table(rows, best), flush=True)
+    errors = [result.error for result in grid if result.error]
+    if rows and len(errors) == len(rows):
+        raise RuntimeError(f"every trial of the sweep failed; the first: {errors[0]}")
     return SweepResult(sweep_dir=sweep_dir, rows=rows, best=best, best_config=best_config,
                        result_grid=grid)
 

@@ -1,10 +1,10 @@
 """Ray Tune sweeps on the 2-CPU test cluster: ASHA, resuming a killed sweep, PBT, resources."""
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,8 +137,9 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     command = [sys.executable, "-m", "raytrainer.cli", "tune", str(config), "--space",
                str(space), "--metric", METRIC, "--workers-per-trial", "1",
                "--max-concurrent", "1", "--work-dir", str(sweep_dir)]
-    env = {k: v for k, v in ray_cluster.env.items() if k != "RAY_ADDRESS"}
-    env["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = "60"
+    # The sweep driver joins the test cluster (as under `ray job submit`); when it dies, Ray
+    # ends its job: the trial actors, their Ray Train controllers and workers.
+    env = dict(ray_cluster.env, RAY_ADDRESS=ray_cluster.address)
     driver = subprocess.Popen(command, env=env, cwd=str(tmp_path), start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -149,13 +150,7 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
                                 for d in running)
         _wait_for(second_trial_committed, 240, "the first trial finished and the second "
                   "committed a checkpoint", driver)
-        import psutil
-
-        family = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(
-            recursive=True)]
-        for process in family:  # the driver and its private Ray instance die together
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.send_signal(signal.SIGKILL)
+        os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
         stop_process_tree(driver.pid, timeout=5)
@@ -200,5 +195,10 @@ def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_
                ckpt.list_checkpoints(os.path.join(donor, "checkpoints"), warn=False)]
     copied = ckpt.load_checkpoint(source, weights_only=True)["state_dict"]
     assert any(all(torch.equal(copied[k], state[k]) for k in copied) for state in weights)
+    row, run, source = exploited[-1]  # the trial's latest run: its config is in its work_dir
     log = open(glob.glob(os.path.join(row["work_dir"], run["timestamp"], "*.log"))[0]).read()
-    assert "learning rate set to base" in log
+    live = float(re.search(r"learning rate set to base (\S+) ", log).group(1))
+    assert live == Config.fromfile(os.path.join(row["work_dir"], "mlp.py")).optim_wrapper \
+        .optimizer.lr
+    first_lr = float(re.search(r"Epoch\(train\).*?lr: (\S+)", log).group(1))
+    assert first_lr <= live * 1.0001  # the schedule continues from the new base rate
