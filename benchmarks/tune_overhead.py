@@ -25,13 +25,11 @@ import tempfile
 import time
 
 from raytrainer.hooks import Hook
-from raytrainer.registry import HOOKS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LRS = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005)
 
 
-@HOOKS.register_module()
 class FirstIterHook(Hook):
     """Writes ``time.time()`` after rank 0's first training iteration into ``out_dir``."""
 
@@ -53,8 +51,8 @@ def _config(tmp: str, epochs: int, probe_dir: str) -> str:
         sink.write(f"_base_ = [{os.path.join(ROOT, 'configs', 'digits', 'mlp.py')!r}]\n"
                    f"train_cfg = dict(max_epochs={epochs}, val_interval=1)\n"
                    "ray = dict(num_workers=1)\n"
-                   "custom_imports = dict(imports=['benchmarks.tune_overhead'])\n"
-                   f"custom_hooks = [dict(type='FirstIterHook', out_dir={probe_dir!r})]\n")
+                   "custom_hooks = [dict(type='benchmarks.tune_overhead.FirstIterHook', "
+                   f"out_dir={probe_dir!r})]\n")
     return path
 
 

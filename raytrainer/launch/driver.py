@@ -6,7 +6,8 @@ or starts a private local instance (:mod:`raytrainer.launch.cluster`), builds a
 is finished. Ray's run directory and the runner's ``work_dir`` are the same storage location;
 worker failures that a restart can fix restart the worker group, which resumes from the most
 recently committed checkpoint; errors that would recur end the run at once
-(:mod:`raytrainer.launch.failures`).
+(:mod:`raytrainer.launch.failures`). :func:`prepare_run` and :func:`build_trainer` are the two
+halves of a launch that a Ray Tune trial reuses (:mod:`raytrainer.launch.trial`).
 
 Retention: ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` (the CheckpointHook's setting).
 Every regular checkpoint committed in the run directory is registered with Ray in commit order

@@ -30,7 +30,7 @@ from ..hooks.checkpoint_hook import checkpoint_dir_for
 from ..logging import print_log
 from ..runner import checkpoint as ckpt
 from .cluster import InfeasibleResourcesError, connect
-from .paths import resolve_locations
+from .paths import import_roots, resolve_locations
 from .run_spec import _checkpoint_out_dir
 from .settings import RaySettings
 from .sweep_space import apply_values, check_space, to_plain_space, trial_dirname
@@ -230,7 +230,8 @@ def _tuner(cfg: Config, options: SweepOptions, settings: RaySettings, sweep_dir:
     plan = TrialPlan(cfg=cfg.to_dict(), filename=cfg.filename, settings=settings,
                      sweep_dir=sweep_dir, metric=options.metric,
                      report_checkpoints=options.scheduler == "pbt",
-                     lr_key=LR_KEY if LR_KEY in options.space else None)
+                     lr_key=LR_KEY if LR_KEY in options.space else None,
+                     import_roots=import_roots(cfg))
     # Tune needs the trial function to ask for something; without trial_cpus it asks only
     # for memory, so a 1-worker trial takes exactly one CPU.
     held = {"CPU": options.trial_cpus} if options.trial_cpus else {"memory": TRIAL_MEMORY}

@@ -50,6 +50,8 @@ class TrialPlan:
         metric: The metric Tune optimises (a key rank 0 reports, e.g. ``val/accuracy/top1``).
         report_checkpoints: Hand committed checkpoints to Tune (PBT exploits them).
         lr_key: The swept learning-rate key, set in the live optimizer after an exploit.
+        import_roots: The sweep driver's directories for ``custom_imports`` (a trial actor
+            runs in another working directory).
     """
 
     cfg: dict
@@ -59,6 +61,7 @@ class TrialPlan:
     metric: str
     report_checkpoints: bool = False
     lr_key: str | None = None
+    import_roots: list | None = None
 
 
 class TrialLinkCallback:
@@ -174,7 +177,8 @@ def run_trial(values: dict, plan: TrialPlan) -> None:
     cfg, _ = _trial_config(plan, values)
     run = prepare_run(cfg, "train", plan.settings)
     link = Queue(actor_options={"num_cpus": 0})
-    trainer = build_trainer(run, callbacks=[_as_user_callback(link)], trial_link=link)
+    trainer = build_trainer(run, callbacks=[_as_user_callback(link)], trial_link=link,
+                            import_roots=plan.import_roots)
     inner = _ACTIVE
 
     def fit() -> None:
