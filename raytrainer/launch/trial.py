@@ -9,9 +9,11 @@ and ending the inner run when Tune stops the trial. It does not choose trials no
 results (:mod:`raytrainer.launch.sweep`).
 
 How reports travel: Ray Train calls :class:`TrialLinkCallback` in the run's controller after
-each report of rank 0; it puts the metrics, the registered checkpoint and the controller's
-handle in a queue that the trial function drains and hands to ``ray.tune.report``. Rank 0
-also puts its placement group there when it starts (:func:`announce_placement_group`).
+each report of rank 0; it pushes the metrics, the registered checkpoint and the controller's
+handle to a mailbox actor (:class:`~raytrainer.launch.console.ConsoleFeed`) without waiting,
+so the controller never falls behind the workers, and the trial function drains the mailbox
+and hands each report to ``ray.tune.report``. Rank 0 also pushes its placement group there
+when it starts (:func:`announce_placement_group`).
 
 Why a trial ends its run itself: the controller and the workers' placement group outlive a
 trial actor that Tune stops (an early-stopped ASHA trial, a PBT exploit); Ray Train's cleaner
@@ -24,8 +26,8 @@ from __future__ import annotations
 import functools
 import logging
 import posixpath
-import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,8 +75,8 @@ class TrialLinkCallback:
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
         import ray
 
-        self.link.put({"metrics": dict(metrics[0]), "checkpoint": checkpoint,
-                       "controller": ray.get_runtime_context().current_actor})
+        self.link.push.remote({"metrics": dict(metrics[0]), "checkpoint": checkpoint,
+                               "controller": ray.get_runtime_context().current_actor})
 
     def after_exception(self, run_context, worker_exceptions) -> None:
         return None
@@ -95,7 +97,7 @@ def announce_placement_group(link) -> None:
 
     group = ray.util.get_current_placement_group()
     if group is not None:
-        link.put({"placement_group": group.id.hex()})
+        link.push.remote({"placement_group": group.id.hex()})
 
 
 @dataclass
@@ -170,13 +172,13 @@ def run_trial(values: dict, plan: TrialPlan) -> None:
     """The Tune function trainable: run one raytrainer training with ``values`` applied."""
     import ray
     from ray import tune
-    from ray.util.queue import Empty, Queue
 
+    from .console import ConsoleFeed
     from .driver import build_trainer, prepare_run
 
     cfg, _ = _trial_config(plan, values)
     run = prepare_run(cfg, "train", plan.settings)
-    link = Queue(actor_options={"num_cpus": 0})
+    link = ray.remote(num_cpus=0)(ConsoleFeed).remote()
     trainer = build_trainer(run, callbacks=[_as_user_callback(link)], trial_link=link,
                             import_roots=plan.import_roots)
     inner = _ACTIVE
@@ -191,23 +193,21 @@ def run_trial(values: dict, plan: TrialPlan) -> None:
     inner.thread.start()
     try:
         while True:
-            try:
-                item = link.get(timeout=POLL_S)
-            except (Empty, queue.Empty):
-                if not inner.thread.is_alive() and link.empty():
-                    break
-                continue
-            inner.note(item)
-            metrics = item.get("metrics")
-            if metrics and plan.metric in metrics:
-                checkpoint = item.get("checkpoint") if plan.report_checkpoints else None
-                tune.report({k: v for k, v in metrics.items() if k != "checkpoint_path"},
-                            checkpoint=checkpoint)
+            finished = not inner.thread.is_alive()  # before draining: nothing comes after it
+            for item in ray.get(link.drain.remote()):
+                inner.note(item)
+                metrics = item.get("metrics")
+                if metrics and plan.metric in metrics:
+                    checkpoint = item.get("checkpoint") if plan.report_checkpoints else None
+                    tune.report(metrics, checkpoint=checkpoint)
+            if finished:
+                break
+            time.sleep(POLL_S)
     except BaseException:
         inner.end()  # Tune stopped the trial while it reported
         raise
     finally:
-        ray.kill(link.actor, no_restart=True)
+        ray.kill(link, no_restart=True)
     if inner.error is not None:
         raise inner.error
 
