@@ -178,8 +178,9 @@ def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_
         scheduler="pbt", metric=METRIC, mode="max", workers_per_trial=1, max_concurrent=2,
         scheduler_options=dict(perturbation_interval=1, quantile_fraction=0.5,
                                resample_probability=0.0, seed=0,
+                               # never the donor's 0.1: every explore changes the live rate
                                hyperparam_mutations={"optim_wrapper.optimizer.lr":
-                                                     [1e-5, 0.02, GOOD_LR]}))
+                                                     [0.02, 0.05]}))
     exploited = []
     for row in result.rows:
         for run in _results(row["work_dir"]):
@@ -195,10 +196,15 @@ def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_
                ckpt.list_checkpoints(os.path.join(donor, "checkpoints"), warn=False)]
     copied = ckpt.load_checkpoint(source, weights_only=True)["state_dict"]
     assert any(all(torch.equal(copied[k], state[k]) for k in copied) for state in weights)
-    row, run, source = exploited[-1]  # the trial's latest run: its config is in its work_dir
-    log = open(glob.glob(os.path.join(row["work_dir"], run["timestamp"], "*.log"))[0]).read()
-    live = float(re.search(r"learning rate set to base (\S+) ", log).group(1))
-    assert live == Config.fromfile(os.path.join(row["work_dir"], "mlp.py")).optim_wrapper \
-        .optimizer.lr
-    first_lr = float(re.search(r"Epoch\(train\).*?lr: (\S+)", log).group(1))
-    assert first_lr <= live * 1.0001  # the schedule continues from the new base rate
+    rescaled = []
+    for row, run, _ in exploited:
+        log = open(glob.glob(os.path.join(row["work_dir"], run["timestamp"], "*.log"))[0]).read()
+        found = re.search(r"learning rate set to base (\S+) \(x(\S+) of", log)
+        assert found, "an exploit continued without setting the live learning rate"
+        live, factor = float(found.group(1)), float(found.group(2))
+        assert live in (0.02, 0.05)
+        after = re.search(r"Epoch\(train\).*?lr: (\S+)", log[found.end():])
+        if after:  # the schedule continues from the new base rate
+            assert float(after.group(1)) <= live * 1.0001
+        rescaled.append(factor)
+    assert any(factor != 1 for factor in rescaled)  # the exploit + explore changed the rate
