@@ -14,7 +14,9 @@ from .hook import Hook
 
 @HOOKS.register_module()
 class LiveLrHook(Hook):
-    """Args:
+    """Rescales the resumed optimizer's learning rate to ``lr`` before training continues.
+
+    Args:
         lr: The base learning rate the resumed run continues with.
     """
 
