@@ -75,3 +75,15 @@ def test_table_marks_the_best_trial():
     lines = format_table(rows, rows[0]).splitlines()
     assert lines[0].split() == ["trial_id", "lr", "acc"]
     assert lines[1].startswith("*a") and lines[2].startswith(" b")
+
+
+def test_the_configs_tune_section_is_checked_like_a_space_file(tmp_path, capsys):
+    config = tmp_path / "sweep.py"
+    config.write_text(f"_base_ = [{MLP!r}]\nfrom ray import tune as _tune\n"
+                      "tune = dict(space={'train_dataloader.batchsize': _tune.choice([16])}, "
+                      "metric='val/accuracy/top1')\n")
+    code = cli.main(["tune", str(config), "--work-dir", str(tmp_path / "sweep")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "search space key 'train_dataloader.batchsize'" in err
+    assert "did you mean 'train_dataloader.batch_size'" in err
