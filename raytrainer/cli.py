@@ -1,4 +1,5 @@
-"""The ``raytrainer`` command: ``train``, ``val`` and ``test`` a config (and ``plot`` curves).
+"""The ``raytrainer`` command: ``train``, ``val`` and ``test`` a config (``tune`` sweeps it,
+``plot`` draws curves).
 
 This module owns argument parsing, turning flags into config overrides, and turning failures
 into a one-paragraph reason with a non-zero exit code. The work itself is the Runner's.
@@ -15,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .config import Config, ConfigError, DictAction
 from .k8s import cli as k8s_cli
+from .launch import tune_cli
 from .visualization import plot
 
 EXIT_OK = 0
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="checkpoint directory or .pth file (path or URL)")
     k8s_cli.add_parser(commands)
     plot.add_parser(commands)
+    tune_cli.add_parser(commands)
     return parser
 
 

@@ -6,6 +6,7 @@ from .ema_hook import EMAHook
 from .empty_cache_hook import EmptyCacheHook
 from .hook import Hook, Priority, get_priority
 from .iter_timer_hook import IterTimerHook
+from .live_lr_hook import LiveLrHook
 from .logger_hook import LoggerHook
 from .param_scheduler_hook import ParamSchedulerHook
 from .profiler_hook import ProfilerHook
@@ -16,4 +17,4 @@ from .sync_buffers_hook import SyncBuffersHook
 __all__ = ["Hook", "Priority", "get_priority", "CheckpointHook", "IterTimerHook", "LoggerHook",
            "ParamSchedulerHook", "RuntimeInfoHook", "DistSamplerSeedHook", "EMAHook",
            "EmptyCacheHook", "SyncBuffersHook", "ProfilerHook", "EarlyStoppingHook",
-           "CheckInvalidLossHook"]
+           "CheckInvalidLossHook", "LiveLrHook"]

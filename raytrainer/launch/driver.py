@@ -6,7 +6,8 @@ or starts a private local instance (:mod:`raytrainer.launch.cluster`), builds a
 is finished. Ray's run directory and the runner's ``work_dir`` are the same storage location;
 worker failures that a restart can fix restart the worker group, which resumes from the most
 recently committed checkpoint; errors that would recur end the run at once
-(:mod:`raytrainer.launch.failures`).
+(:mod:`raytrainer.launch.failures`). :func:`prepare_run` and :func:`build_trainer` are the two
+halves of a launch that a Ray Tune trial reuses (:mod:`raytrainer.launch.trial`).
 
 Retention: ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` (the CheckpointHook's setting).
 Every regular checkpoint committed in the run directory is registered with Ray in commit order
@@ -20,11 +21,12 @@ run that does not continue the latest checkpoint (``resume=True``) starts that l
 from __future__ import annotations
 
 import _thread
+import contextlib
 import json
 import logging
 import os
 import posixpath
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +68,8 @@ def _checkpoint_keep(cfg: Config) -> int | None:
     return keep if keep and keep > 0 else None
 
 
-def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings, verbose: bool = False):
+def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings, verbose: bool = False,
+                callbacks: list | None = None):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.v2.api.config import LoggingConfig
 
@@ -78,6 +81,7 @@ def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings, verbose: bool
         failure_config=FailureConfig(max_failures=settings.max_failures,
                                      controller_failure_limit=settings.controller_failure_limit),
         checkpoint_config=CheckpointConfig(num_to_keep=_checkpoint_keep(cfg)),
+        callbacks=list(callbacks or []),
         # Ray Train's own INFO lines ("Reporting training result ...") stay in Ray's log files
         logging_config=LoggingConfig(log_level="INFO" if verbose else "WARNING"))
 
@@ -108,6 +112,93 @@ def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
                   "earlier ones stay)", logger="current")
 
 
+@dataclass
+class PreparedRun:
+    """A run whose identity is decided and whose inputs are checked, before Ray is involved.
+
+    Attributes:
+        cfg: The config with every location resolved against the driver's directory.
+        mode: 'train', 'val' or 'test'.
+        settings: The run's Ray settings.
+        spec: The run's identity.
+        loop_config: What every worker's ``train_loop_per_worker`` receives.
+    """
+
+    cfg: Config
+    mode: str
+    settings: RaySettings
+    spec: RunSpec
+    loop_config: dict
+
+
+def prepare_run(cfg: Config, mode: str = "train", settings: RaySettings | None = None,
+                checkpoint: str | None = None) -> PreparedRun:
+    """Resolve locations and storage options, decide the run's identity and run every check
+    that needs no workers (config types, storage reachable, checkpoints committed)."""
+    settings = settings or RaySettings.from_config(cfg.get("ray"))
+    cfg, checkpoint = resolve_locations(cfg, checkpoint)
+    options = storage.resolved_storage_options(cfg.get("storage"))
+    storage.set_storage_options(options)
+    spec = decide_run(cfg) if mode == "train" else _eval_spec(cfg)
+    preflight(cfg, spec.work_dir, mode, checkpoint)
+    loop_config = dict(cfg=cfg.to_dict(), filename=cfg.filename, spec=spec.to_dict(), mode=mode,
+                       checkpoint=checkpoint, storage=Secret(options),
+                       import_roots=import_roots(cfg),
+                       report_interval_s=settings.report_interval_s)
+    return PreparedRun(cfg=cfg, mode=mode, settings=settings, spec=spec, loop_config=loop_config)
+
+
+@contextlib.contextmanager
+def hold_work_dir(run: PreparedRun,
+                  on_lost: Callable[[], None] | None = None) -> Iterator[WorkDirLease | None]:
+    """One live training run per work_dir: hold its lease while the block runs (validation
+    and test runs write no checkpoints and take none).
+
+    Inside the lease Ray's record of an earlier run's checkpoints is reset
+    (:func:`_forget_earlier_ray_runs`), so a refused second run never touches it. When the
+    block ends and another run took the lease over meanwhile, :class:`WorkDirInUseError` says
+    so (``on_lost`` is called as soon as the heartbeat notices).
+    """
+    if run.mode != "train":
+        yield None
+        return
+    spec = run.spec
+    with WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
+                      resuming=bool(spec.resume), on_lost=on_lost) as lease:
+        _forget_earlier_ray_runs(run.cfg, spec)
+        try:
+            yield lease
+        finally:
+            lease.check()
+
+
+def build_trainer(run: PreparedRun, verbose: bool = False, callbacks: list | None = None,
+                  **loop_extras: Any) -> FailFastTorchTrainer:
+    """The ``TorchTrainer`` of a prepared run (Ray must be connected).
+
+    Args:
+        run: From :func:`prepare_run`.
+        verbose: Ray Train's INFO lines are logged too.
+        callbacks: Ray Train ``UserCallback``s for the run's ``RunConfig``.
+        loop_extras: More entries for the workers' loop config (the console feed ...).
+    """
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig
+
+    settings = run.settings
+    if settings.worker_group_start_timeout_s is not None:
+        os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
+            str(settings.worker_group_start_timeout_s)
+    return FailFastTorchTrainer(
+        train_loop_per_worker, train_loop_config={**run.loop_config, **loop_extras},
+        scaling_config=ScalingConfig(num_workers=settings.num_workers,
+                                     use_gpu=settings.use_gpu,
+                                     resources_per_worker=settings.resources_per_worker,
+                                     placement_strategy=settings.placement_strategy),
+        torch_config=TorchConfig(backend=settings.torch_backend),
+        run_config=_run_config(run.cfg, run.spec, settings, verbose, callbacks))
+
+
 def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None,
            checkpoint: str | None = None, verbose: bool = False) -> LaunchResult:
     """Run ``mode`` ('train', 'val' or 'test') of ``cfg`` on Ray Train.
@@ -121,53 +212,21 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     default the console shows rank 0's log lines and, on a terminal, a progress bar
     (:mod:`raytrainer.launch.console`).
     """
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchConfig
-
-    settings = settings or RaySettings.from_config(cfg.get("ray"))
-    cfg, checkpoint = resolve_locations(cfg, checkpoint)
-    options = storage.resolved_storage_options(cfg.get("storage"))
-    storage.set_storage_options(options)
-    spec = decide_run(cfg) if mode == "train" else _eval_spec(cfg)
-    preflight(cfg, spec.work_dir, mode, checkpoint)
-    loop_config = dict(cfg=cfg.to_dict(), filename=cfg.filename, spec=spec.to_dict(), mode=mode,
-                       checkpoint=checkpoint, storage=Secret(options),
-                       import_roots=import_roots(cfg),
-                       report_interval_s=settings.report_interval_s)
-    if settings.worker_group_start_timeout_s is not None:
-        os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
-            str(settings.worker_group_start_timeout_s)
-    # One live run per work_dir: the driver holds the lease for the run and its restarts.
-    # A lease taken over by another run interrupts fit() (Ray Train aborts on SIGINT).
-    lease = WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
-                         resuming=bool(spec.resume), on_lost=_thread.interrupt_main) \
-        if mode == "train" else None
+    run = prepare_run(cfg, mode, settings, checkpoint)
+    settings, spec = run.settings, run.spec
     quiet = dict(logging_level=logging.INFO if verbose else logging.WARNING)
-    with lease or nullcontext(), connect(settings, log_to_driver=verbose,
-                                         init_kwargs=quiet) as connection:
-        if mode == "train":
-            _forget_earlier_ray_runs(cfg, spec)
+    # A lease taken over by another run interrupts fit() (Ray Train aborts on SIGINT).
+    with hold_work_dir(run, on_lost=_thread.interrupt_main), \
+            connect(settings, log_to_driver=verbose, init_kwargs=quiet) as connection:
         check_feasible(settings, connection, settings.worker_group_start_timeout_s)
         run_console = RunConsole(verbose)
-        loop_config["console"] = run_console.open()
-        trainer = FailFastTorchTrainer(
-            train_loop_per_worker, train_loop_config=loop_config,
-            scaling_config=ScalingConfig(num_workers=settings.num_workers,
-                                         use_gpu=settings.use_gpu,
-                                         resources_per_worker=settings.resources_per_worker,
-                                         placement_strategy=settings.placement_strategy),
-            torch_config=TorchConfig(backend=settings.torch_backend),
-            run_config=_run_config(cfg, spec, settings, verbose))
+        trainer = build_trainer(run, verbose, console=run_console.open())
         print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
                   f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
                   f"seed={spec.seed} resume={spec.resume!r}", logger="current")
-        try:
-            with run_console:
-                result = trainer.fit()
-        finally:
-            if lease is not None:
-                lease.check()
-    details = _read_result(spec)
+        with run_console:
+            result = trainer.fit()
+    details = read_result(spec)
     return LaunchResult(spec=spec, metrics=details.get("metrics", {}), result=result,
                         details=details)
 
@@ -177,7 +236,8 @@ def _eval_spec(cfg: Config) -> RunSpec:
     return decide_run(Config({**cfg.to_dict(), "resume": False}, filename=cfg.filename))
 
 
-def _read_result(spec: RunSpec) -> dict:
+def read_result(spec: RunSpec) -> dict:
+    """Rank 0's ``result.json`` of a finished run ({} when there is none)."""
     location = storage.join(spec.work_dir, spec.timestamp, "result.json")
     try:
         return json.loads(storage.read_text(location))

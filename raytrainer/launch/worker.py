@@ -68,6 +68,10 @@ def train_loop_per_worker(config: dict) -> None:
         if os.path.isdir(root) and root not in sys.path:
             sys.path.insert(0, root)  # custom_imports resolve as on the driver
     runner = Runner.from_cfg(_runner_cfg(config))
+    if config.get("trial_link") is not None and runner.rank == 0:
+        from .trial import announce_placement_group
+
+        announce_placement_group(config["trial_link"])  # a Tune trial frees it when stopped
     if config.get("console"):
         runner.register_hook(ConsoleFeedHook(**config["console"]))
     mode = config["mode"]

@@ -1,0 +1,84 @@
+"""The ``raytrainer tune`` command: sweep a config's keys with Ray Tune.
+
+This module owns the command's flags and turning them into a call of
+:func:`raytrainer.launch.sweep.tune`; the sweep itself is that module's.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..config import Config, DictAction
+
+_EXAMPLES = """examples:
+  raytrainer tune configs/digits/mlp.py --space configs/digits/lr_space.py --num-samples 4 \\
+      --scheduler asha --metric val/accuracy/top1 --mode max --work-dir work_dirs/lr_sweep
+  raytrainer tune configs/digits/mlp.py --space configs/digits/lr_space.py \\
+      --work-dir work_dirs/lr_sweep --resume           # continue after the driver died
+  raytrainer train work_dirs/lr_sweep/best_config.py  # train the best trial's config again"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``raytrainer tune`` on the CLI's sub-command parsers."""
+    parser = subparsers.add_parser(
+        "tune", help="sweep config keys with Ray Tune",
+        description="Run a Ray Tune sweep: every trial is a full raytrainer run (its own Ray "
+                    "Train workers, work_dir, checkpoints and fault tolerance) with the swept "
+                    "config keys set. Flags override the config's `tune` section.",
+        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="config file (.py/.json/.yaml), a path or storage URL")
+    parser.add_argument("--space", metavar="SPACE.py",
+                        help="Python file defining `space`: dotted config keys -> Ray Tune "
+                             "distributions or constants (default: the config's tune.space)")
+    parser.add_argument("--num-samples", type=int, metavar="N", help="trials to draw")
+    parser.add_argument("--scheduler", choices=("asha", "pbt", "fifo"),
+                        help="asha: stop poor trials early; pbt: population based training; "
+                             "fifo (default): run every trial to the end")
+    parser.add_argument("--search", metavar="NAME",
+                        help="random (default), grid (tune.choice -> grid axes) or a Ray Tune "
+                             "searcher such as optuna or hyperopt (when installed)")
+    parser.add_argument("--metric", metavar="KEY", help="reported key to optimise, e.g. "
+                                                       "val/accuracy/top1")
+    parser.add_argument("--mode", choices=("max", "min"), help="maximise (default) or minimise")
+    parser.add_argument("--workers-per-trial", type=int, metavar="N",
+                        help="Ray Train workers of each trial (default: ray.num_workers)")
+    parser.add_argument("--max-concurrent", type=int, metavar="N",
+                        help="trials at once (default: as many as fit the cluster)")
+    parser.add_argument("--work-dir", help="the sweep directory (path or URL); trial "
+                        "work_dirs, results and best_config.py go there")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the sweep in --work-dir: finished trials are kept, "
+                             "unfinished ones continue from their latest committed checkpoint")
+    parser.add_argument("--resume-errored", action="store_true",
+                        help="with --resume, also run errored trials again")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+                        metavar="KEY=VALUE", help="override config keys before the sweep")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="Ray cluster to join (default: RAY_ADDRESS, else a private local "
+                             "instance)")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback when the command fails")
+    parser.add_argument("--verbose", action="store_true", help="also print Ray's own output")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the sweep; returns the exit code."""
+    from .settings import RaySettings
+    from .sweep import tune
+    from .sweep_space import load_space
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    settings = RaySettings.from_config(cfg.get("ray"), address=args.address)
+    result = tune(cfg, load_space(args.space) if args.space else None, work_dir=args.work_dir,
+                  settings=settings, verbose=args.verbose, num_samples=args.num_samples,
+                  scheduler=args.scheduler, search=args.search, metric=args.metric,
+                  mode=args.mode, workers_per_trial=args.workers_per_trial,
+                  max_concurrent=args.max_concurrent, resume=args.resume or None,
+                  resume_errored=args.resume_errored or None)
+    if result.best is not None:
+        print(f"best trial {result.best['trial_id']}: {result.best}\n"
+              f"best config: {result.sweep_dir}/best_config.py", flush=True)
+    return 0

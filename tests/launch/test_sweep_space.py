@@ -1,0 +1,89 @@
+"""The search space and the sweep's checks that need no Ray: keys, options, the table."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from ray import tune
+
+from raytrainer import cli
+from raytrainer.config import Config, ConfigError
+from raytrainer.launch.sweep import SweepOptions, format_table
+from raytrainer.launch.sweep_space import check_space, load_space, trial_dirname
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MLP = os.path.join(ROOT, "configs", "digits", "mlp.py")
+
+
+def test_shipped_space_file_loads_and_matches_the_digits_config():
+    space = load_space(os.path.join(ROOT, "configs", "digits", "lr_space.py"))
+    assert set(space) == {"optim_wrapper.optimizer.lr", "train_dataloader.batch_size"}
+    check_space(Config.fromfile(MLP), space)
+
+
+def test_a_misspelt_space_key_gets_the_did_you_mean_message():
+    with pytest.raises(ConfigError, match=r"search space key 'optim_wrapper.optimzer.lr'.*"
+                       r"did you mean 'optim_wrapper.optimizer'"):
+        check_space(Config.fromfile(MLP), {"optim_wrapper.optimzer.lr": tune.uniform(0, 1)})
+
+
+def test_a_space_key_the_config_lacks_is_rejected():
+    with pytest.raises(ConfigError, match=r"'model.depth' is not a key of the config"):
+        check_space(Config.fromfile(MLP), {"model.depth": tune.choice([1, 2])})
+
+
+def test_a_space_file_without_space_names_what_it_expected(tmp_path):
+    path = tmp_path / "space.py"
+    path.write_text("lr = 0.1\n")
+    with pytest.raises(ConfigError, match=r"defines no 'space'"):
+        load_space(str(path))
+
+
+def test_cli_rejects_a_bad_space_key_before_starting_anything(tmp_path, capsys):
+    space = tmp_path / "space.py"
+    space.write_text("from ray import tune\nspace = {'optim_wrapper.optimizer.lrr': "
+                     "tune.choice([0.1])}\n")
+    code = cli.main(["tune", MLP, "--space", str(space), "--metric", "val/accuracy/top1",
+                     "--work-dir", str(tmp_path / "sweep")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "search space key 'optim_wrapper.optimizer.lrr'" in err
+    assert "did you mean 'optim_wrapper.optimizer.lr'" in err
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("section, message", [
+    (dict(space={"a": 1}, scheduler="hyperband", metric="m"), "tune.scheduler must be one of"),
+    (dict(space={"a": 1}, metric="m", mode="up"), "tune.mode must be 'max' or 'min'"),
+    (dict(space={"a": 1}), "tune.metric is not set"),
+    (dict(space={"a": 1}, metric="m", samples=3), r"tune: unknown key\(s\) \['samples'\]"),
+    (dict(metric="m"), "the sweep has no search space"),
+])
+def test_sweep_options_name_the_bad_key(section, message):
+    with pytest.raises(ConfigError, match=message):
+        SweepOptions.from_config(section)
+
+
+def test_trial_dirname_is_readable_and_path_safe():
+    name = trial_dirname("ab12_00001", {"optim_wrapper.optimizer.lr": 0.012345,
+                                        "model.hidden_dims": [64, 32]})
+    assert name == "ab12_00001_lr=0.01235_hidden_dims=-64--32-"
+
+
+def test_table_marks_the_best_trial():
+    rows = [{"trial_id": "a", "lr": 0.1, "acc": 90.0}, {"trial_id": "b", "lr": 1e-4, "acc": 9.5}]
+    lines = format_table(rows, rows[0]).splitlines()
+    assert lines[0].split() == ["trial_id", "lr", "acc"]
+    assert lines[1].startswith("*a") and lines[2].startswith(" b")
+
+
+def test_the_configs_tune_section_is_checked_like_a_space_file(tmp_path, capsys):
+    config = tmp_path / "sweep.py"
+    config.write_text(f"_base_ = [{MLP!r}]\nfrom ray import tune as _tune\n"
+                      "tune = dict(space={'train_dataloader.batchsize': _tune.choice([16])}, "
+                      "metric='val/accuracy/top1')\n")
+    code = cli.main(["tune", str(config), "--work-dir", str(tmp_path / "sweep")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "search space key 'train_dataloader.batchsize'" in err
+    assert "did you mean 'train_dataloader.batch_size'" in err
