@@ -54,7 +54,7 @@ META_FILE = "meta.json"
 COMMIT_FILE = "commit.json"
 RANK_STATE_KEY = "rank_state"
 # ``epoch_3``, or ``epoch_3-<lineage>`` when ``epoch_3`` belongs to another run (see
-# :func:`name_for_lineage`)
+# :func:`lineage_suffixed`)
 _REGULAR_NAME = re.compile(r"^(epoch|iter)_(\d+)(-[\w.]+)?$")
 _UNSAFE_IN_NAME = re.compile(r"[^\w.]")
 _THREADED_CRC_BYTES = 1 << 20
