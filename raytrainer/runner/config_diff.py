@@ -22,7 +22,10 @@ def _literal(node: ast.AST) -> Any:
         values = [_literal(item) for item in node.elts]
         return values if isinstance(node, ast.List) else tuple(values)
     if isinstance(node, ast.Dict):
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+        try:
+            return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+        except TypeError:  # an unhashable key (a list): not a config we can compare
+            return _UNREADABLE
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
             node.func.id == "dict" and not node.args:
         return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg}

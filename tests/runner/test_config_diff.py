@@ -31,6 +31,11 @@ def test_a_class_given_as_type_matches_its_name_in_the_stored_text():
                                                       in_features=2)}) == []
 
 
+def test_an_unreadable_stored_value_is_left_out():
+    assert model_key_differences("model = dict(a={[1]: 2}, b=1)\n",
+                                 {"model": dict(a=3, b=2)}) == ["model.b: checkpoint 1, config 2"]
+
+
 def test_the_stored_text_is_never_executed(tmp_path):
     marker = tmp_path / "ran"
     text = f"import os\nos.mkdir({str(marker)!r})\nmodel = dict(type=__import__('os').getcwd())\n"
