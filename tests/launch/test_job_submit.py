@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 from raytrainer import storage
@@ -46,7 +47,10 @@ def test_job_submit_trains_and_checkpoints_on_s3(ray_cluster, s3_bucket, s3_serv
     result = submit(ray_cluster, work_dir, {"RAYTRAINER_STORAGE_OPTIONS": options},
                     "--address", "auto")
     _assert_succeeded(result, work_dir)
-    assert "joined the Ray cluster at auto" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    # --address auto inside the job joins the job's cluster (named by its GCS address)
+    assert re.search(r"joined the Ray cluster at \S+:\d+", output), output[-3000:]
+    assert "private local Ray instance" not in output
     names = {e["name"] for e in storage.listdir(work_dir)}
     assert "checkpoints" in names and "mlp.py" in names  # checkpoints and the config dump
 

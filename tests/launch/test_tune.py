@@ -78,9 +78,6 @@ def test_asha_sweep_finds_the_good_lr_and_writes_its_results(asha_sweep):
 
 def test_early_stopped_trials_free_their_resources(asha_sweep, ray_cluster):
     result, wall_s = asha_sweep
-    for row in result.rows:
-        if row["status"] == "STOPPED":  # the inner run ended soon after Tune stopped the trial
-            assert int(row["checkpoint"].rsplit("_", 1)[-1]) < ASHA_EPOCHS
     # Four 1-worker trials, two at a time, on 2 CPUs: a trial left holding its placement
     # group would make the next wait for Ray Train's cleaner (minutes) or forever.
     assert wall_s < 150
