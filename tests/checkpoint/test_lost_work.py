@@ -3,6 +3,7 @@ leaves them alone, and a new run never replaces another run's committed checkpoi
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -88,6 +89,9 @@ def test_a_new_run_never_replaces_another_runs_checkpoint_of_the_same_name(tmp_p
     first = Runner(**runner_kwargs(work_dir, epochs=2, val=False))
     first.train()
     before = _snapshot(root)
+    # A run's lineage is its timestamp (one-second resolution): start the next run in the
+    # next second, as any run that trains for longer than a second does.
+    time.sleep(1.05 - time.time() % 1)
 
     failing = Runner(**runner_kwargs(work_dir, epochs=2, val=False,
                                      custom_hooks=[FailAfterFirstEpoch()]))
@@ -97,6 +101,7 @@ def test_a_new_run_never_replaces_another_runs_checkpoint_of_the_same_name(tmp_p
     assert {k: v for k, v in _snapshot(root).items() if k in before} == before
 
     hooks = dict(checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1))
+    time.sleep(1.05 - time.time() % 1)
     second = Runner(**runner_kwargs(work_dir, epochs=2, val=False, default_hooks=hooks))
     second.train()
     own = [os.path.basename(x) for x in ckpt.list_checkpoints(root, lineage=second.lineage)]
