@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError
+from ..config.sections import from_section
 
 
 @dataclass
@@ -51,15 +52,7 @@ class RaySettings:
     @classmethod
     def from_config(cls, section: Mapping | None, **overrides: Any) -> RaySettings:
         """Build from the config's ``ray`` section, then apply non-None ``overrides``."""
-        values = dict(section or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"ray: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        return from_section(cls, section, "ray", **overrides)
 
     def validate(self) -> None:
         if not isinstance(self.num_workers, int) or self.num_workers < 1:

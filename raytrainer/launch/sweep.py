@@ -21,11 +21,12 @@ import json
 import logging
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from .. import storage
 from ..config import Config, ConfigError
+from ..config.sections import from_section
 from ..hooks.checkpoint_hook import checkpoint_dir_for
 from ..logging import print_log
 from ..runner import checkpoint as ckpt
@@ -78,15 +79,8 @@ class SweepOptions:
 
     @classmethod
     def from_config(cls, section: Mapping | None, **overrides: Any) -> SweepOptions:
-        values = dict(section or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"tune: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        options = cls(**values)
-        options.validate()
-        return options
+        """Build from the config's ``tune`` section, then apply non-None ``overrides``."""
+        return from_section(cls, section, "tune", **overrides)
 
     def validate(self) -> None:
         if self.scheduler not in SCHEDULERS:
