@@ -8,6 +8,7 @@ from .averaged_model import (
 )
 from .base_model import BaseModel
 from .base_module import BaseModule, ModuleDict, ModuleList, Sequential
+from .char_transformer import CharTransformer
 from .classifier import MLPClassifier
 from .data_preprocessor import BaseDataPreprocessor, ImgDataPreprocessor
 from .ddp import MMDistributedDataParallel
@@ -16,4 +17,5 @@ from .wrappers import is_model_wrapper, unwrap_model
 __all__ = ["BaseModel", "BaseModule", "ModuleDict", "ModuleList", "Sequential",
            "BaseDataPreprocessor", "ImgDataPreprocessor", "is_model_wrapper", "unwrap_model",
            "MLPClassifier", "BaseAveragedModel", "ExponentialMovingAverage",
-           "MomentumAnnealingEMA", "StochasticWeightAverage", "MMDistributedDataParallel"]
+           "MomentumAnnealingEMA", "StochasticWeightAverage", "MMDistributedDataParallel",
+           "CharTransformer"]
