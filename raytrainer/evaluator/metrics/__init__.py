@@ -1,3 +1,4 @@
 from .accuracy import Accuracy
+from .perplexity import Perplexity
 
-__all__ = ["Accuracy"]
+__all__ = ["Accuracy", "Perplexity"]
