@@ -64,13 +64,13 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import Dataset
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import storage
+from raytrainer.checkpoint.async_save import copy_to_cpu
 from raytrainer.dataset import build_dataloader
 from raytrainer.hooks import Hook
 from raytrainer.logging import MessageHub, MMLogger
 from raytrainer.runner import Runner
-from raytrainer.runner import checkpoint as ckpt
-from raytrainer.runner.async_checkpoint import copy_to_cpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python benchmarks/checkpoint.py`
@@ -229,7 +229,7 @@ def _trained_runner(size_mb: float, work_dir: str) -> Runner:
 def bench_throughput(size_mb: float, repeats: int, work_dir: str) -> Throughput:
     """Interleave ours and raw, local disk then S3, ``repeats`` times."""
     runner = _trained_runner(size_mb, work_dir)
-    state = runner.checkpoint_state()
+    state = runner.checkpoints.state()
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
@@ -394,7 +394,7 @@ def run_stall(hidden: tuple[int, ...], dataset: Dataset, batch_size: int, work_d
                               checkpoint)
         try:
             runner.train()
-            root = runner.checkpoint_dir
+            root = runner.checkpoints.directory
         finally:
             release(runner)
     writes = [os.stat(os.path.join(root, f"iter_{n}", ckpt.COMMIT_FILE)).st_mtime_ns / 1e9
@@ -460,7 +460,7 @@ def bench_stall(size_mb: float, repeats: int, work_dir: str, num_saves: int,
     # What the training thread itself spends in an asynchronous save.
     runner = _trained_runner(size_mb, os.path.join(work_dir, "save_call"))
     try:
-        state = runner.checkpoint_state()
+        state = runner.checkpoints.state()
         for rep in range(repeats):
             with quiet():
                 result.save_call.append(timed(lambda name=f"iter_{rep}": runner.save_checkpoint(
@@ -569,7 +569,7 @@ class _SaveAt(Hook):
         done = runner.iter + 1
         if done in self.positions:
             self.locations[done] = runner.save_checkpoint(
-                runner.checkpoint_dir, f"iter_{done}", by_epoch=self.by_epoch)
+                runner.checkpoints.directory, f"iter_{done}", by_epoch=self.by_epoch)
         if done == max(self.positions) + 1:
             runner.train_loop.stop_training = True
 

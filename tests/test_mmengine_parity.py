@@ -18,11 +18,11 @@ from mmengine.model import BaseModel as MMBaseModel  # noqa: E402
 from mmengine.runner import Runner as MMRunner  # noqa: E402
 
 from raytrainer import storage  # noqa: E402
+from raytrainer.checkpoint import load_checkpoint  # noqa: E402
 from raytrainer.dataset import DigitsDataset  # noqa: E402
 from raytrainer.hooks import Hook  # noqa: E402
 from raytrainer.model import BaseModel  # noqa: E402
 from raytrainer.runner import Runner  # noqa: E402
-from raytrainer.runner.checkpoint import load_checkpoint  # noqa: E402
 
 
 def _layers() -> nn.Sequential:

@@ -48,6 +48,7 @@ class DefaultSampler(Sampler[int]):
         self.world_size = get_world_size()
         self.epoch = 0
         self._skip = 0
+        self._global_skip: int | None = None
         size = len(dataset)
         if round_up:
             self.num_samples = math.ceil(size / self.world_size)
@@ -56,19 +57,37 @@ class DefaultSampler(Sampler[int]):
             self.num_samples = math.ceil((size - self.rank) / self.world_size)
             self.total_size = size
 
-    def _epoch_indices(self) -> list[int]:
+    def _epoch_order(self) -> list[int]:
+        """The epoch's global order (the same for every world size)."""
         size = len(self.dataset)
         if self.shuffle:
             generator = torch.Generator()
             generator.manual_seed(self.seed + self.epoch)
-            indices = torch.randperm(size, generator=generator).tolist()
-        else:
-            indices = list(range(size))
+            return torch.randperm(size, generator=generator).tolist()
+        return list(range(size))
+
+    def _epoch_indices(self) -> list[int]:
+        indices = self._epoch_order()
+        size = len(indices)
         if self.round_up and indices:
             indices = (indices * (self.total_size // size + 1))[:self.total_size]
         return indices[self.rank:self.total_size:self.world_size]
 
+    def _share_after(self, consumed: int) -> list[int]:
+        """This rank's indices of what is left of the epoch after its first ``consumed``
+        samples in the global order, split over the current world size."""
+        order = self._epoch_order()
+        rest = order[min(consumed, len(order)):]
+        if self.round_up and rest and len(rest) % self.world_size:
+            pad = self.world_size - len(rest) % self.world_size
+            rest = rest + (order * (pad // len(order) + 1))[:pad]
+        return rest[self.rank::self.world_size]
+
     def __iter__(self) -> Iterator[int]:
+        if self._global_skip is not None:
+            consumed, self._global_skip = self._global_skip, None
+            self._skip = 0
+            return iter(self._share_after(consumed))
         indices = self._epoch_indices()
         skip, self._skip = self._skip, 0
         return iter(indices[skip:])
@@ -86,6 +105,19 @@ class DefaultSampler(Sampler[int]):
             raise ValueError(f"cannot skip {num_samples} samples of an epoch of "
                              f"{self.num_samples} on rank {self.rank}")
         self._skip = num_samples
+
+    def skip_global(self, consumed: int) -> int:
+        """Start the next iteration after the epoch's first ``consumed`` samples in the global
+        order, however many ranks consumed them (resume on another world size): the rest of
+        the epoch is split over this world size, so no sample is repeated or skipped.
+
+        Returns:
+            How many samples this rank yields in the rest of the epoch.
+        """
+        if consumed < 0:
+            raise ValueError(f"cannot skip a negative number of samples ({consumed})")
+        self._global_skip = consumed
+        return len(self._share_after(consumed))
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "epoch": self.epoch, "world_size": self.world_size}
@@ -115,6 +147,7 @@ class InfiniteSampler(Sampler[int]):
         self.world_size = get_world_size()
         self.size = len(dataset)
         self._skip = 0
+        self._global_skip: int | None = None
 
     def _infinite_indices(self) -> Iterator[int]:
         generator = torch.Generator()
@@ -127,8 +160,9 @@ class InfiniteSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         skip, self._skip = self._skip, 0
+        consumed, self._global_skip = self._global_skip, None
         # Skipping regenerates index permutations only (cheap); no sample is loaded.
-        start = self.rank + skip * self.world_size
+        start = self.rank + (skip * self.world_size if consumed is None else consumed)
         return itertools.islice(self._infinite_indices(), start, None, self.world_size)
 
     def __len__(self) -> int:
@@ -142,6 +176,15 @@ class InfiniteSampler(Sampler[int]):
         if num_samples < 0:
             raise ValueError(f"cannot skip a negative number of samples ({num_samples})")
         self._skip = num_samples
+
+    def skip_global(self, consumed: int) -> int:
+        """Start the next iteration after the stream's first ``consumed`` samples, however many
+        ranks consumed them (resume on another world size); returns -1 (the stream is endless).
+        """
+        if consumed < 0:
+            raise ValueError(f"cannot skip a negative number of samples ({consumed})")
+        self._global_skip = consumed
+        return -1
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "world_size": self.world_size}

@@ -21,9 +21,9 @@ import math
 import posixpath
 from collections.abc import Sequence
 
+from .. import checkpoint as ckpt
 from .. import storage
 from ..registry import HOOKS
-from ..runner import checkpoint as ckpt
 from .hook import Hook
 
 _RULES = {"greater": lambda a, b: a > b, "less": lambda a, b: a < b}
@@ -185,14 +185,14 @@ class CheckpointHook(Hook):
     def _prune(self, runner, root: str, newest: str) -> None:
         """Delete this lineage's checkpoints committed before ``newest`` (just committed)
         beyond the ``max_keep_ckpts`` most recent, except those another owner deletes."""
-        lineage = ckpt.list_checkpoints(root, warn=False, lineage=runner.lineage)
+        lineage = ckpt.list_checkpoints(root, warn=False, lineage=runner.checkpoints.lineage)
         names = [posixpath.basename(location.rstrip("/")) for location in lineage]
         newest_name = posixpath.basename(newest.rstrip("/"))
         if newest_name not in names:
             return  # not listed (deleted meanwhile?): nothing is known to be newer
         older = lineage[:names.index(newest_name)]
         keep_older = self.max_keep_ckpts - 1
-        elsewhere = runner.checkpoint_deleted_elsewhere
+        elsewhere = runner.checkpoints.deleted_elsewhere
         for old in older[:max(len(older) - keep_older, 0)]:
             if elsewhere is not None and elsewhere(old):
                 continue  # Ray Train deletes the checkpoints it registered

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import registry, storage
+from ..checkpoint import CheckpointError, read_commit
 from ..config import Config, ConfigError
 from ..registry import UnknownTypeError
 from ..runner import validation
-from ..runner.checkpoint import CheckpointError, read_commit
 
 _DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 

@@ -21,7 +21,7 @@ Each checkpoint has exactly one owner that deletes it. Ray owns what it register
 else may delete those, because Ray's checkpoint manager fails the run when a directory it
 deletes is already gone (``delete_fs_path`` raises ``FileNotFoundError``), and a new controller
 (a resubmitted run) refuses a run snapshot that lists a missing checkpoint. The CheckpointHook
-skips them (``runner.checkpoint_deleted_elsewhere``) and deletes the rest by its own rules:
+skips them (``runner.checkpoints.deleted_elsewhere``) and deletes the rest by its own rules:
 ``best_*`` checkpoints (never registered, so they do not count toward Ray's limit) and
 checkpoints under an ``out_dir`` outside the run directory (Ray cannot track them).
 
@@ -39,10 +39,10 @@ import logging
 import time
 from typing import Any
 
+from .. import checkpoint as ckpt
 from .. import dist, storage
 from ..hooks.hook import Hook
 from ..registry import HOOKS
-from ..runner import checkpoint as ckpt
 
 
 def _metrics(runner) -> dict[str, Any]:
@@ -86,10 +86,10 @@ class RayReportHook(Hook):
         import ray.train
 
         self._context = ray.train.get_context()
-        self._saves_reported = self._saves_seen = runner.checkpoint_saves
+        self._saves_reported = self._saves_seen = runner.checkpoints.saves
         self._run_dir = str(runner.work_dir).rstrip("/")
         if runner.rank == 0:
-            runner.checkpoint_deleted_elsewhere = self._deleted_by_ray
+            runner.checkpoints.deleted_elsewhere = self._deleted_by_ray
 
     def _unregistered_checkpoints(self, runner) -> list[str]:
         """This lineage's committed regular checkpoints in the run directory that Ray does not
@@ -98,7 +98,7 @@ class RayReportHook(Hook):
         import ray.train
         from ray.train import CheckpointConsistencyMode
 
-        root = str(runner.checkpoint_dir).rstrip("/")
+        root = str(runner.checkpoints.directory).rstrip("/")
         if not root.startswith(self._run_dir + "/"):
             return []
         experiment = self._context.get_storage().experiment_fs_path.rstrip("/")
@@ -110,7 +110,7 @@ class RayReportHook(Hook):
             if path.startswith(experiment + "/"):
                 tracked.add(self._run_dir + path[len(experiment):])
         return [location for location in ckpt.list_checkpoints(root, warn=False,
-                                                               lineage=runner.lineage)
+                                                               lineage=runner.checkpoints.lineage)
                 if location.rstrip("/") not in tracked]
 
     def _deleted_by_ray(self, location: str) -> bool:
@@ -162,7 +162,7 @@ class RayReportHook(Hook):
                                         {**metrics, "epoch": meta.get("epoch", 0),
                                          "iter": meta.get("iter", 0)}))
             self._leftovers = []
-            pending = runner.committed_checkpoints
+            pending = runner.checkpoints.committed
             while pending:  # the background writer may append meanwhile; the rest waits
                 location = pending.popleft()
                 checkpoint = self._ray_checkpoint(runner, location)
@@ -182,17 +182,17 @@ class RayReportHook(Hook):
 
     def _saved(self, runner) -> bool:
         """Whether a checkpoint was saved since the last report (the same on every rank)."""
-        return runner.checkpoint_saves != self._saves_reported
+        return runner.checkpoints.saves != self._saves_reported
 
     def _report(self, runner) -> None:
-        self._saves_reported = runner.checkpoint_saves
+        self._saves_reported = runner.checkpoints.saves
         self._send(runner)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         # A checkpoint is reported at the first iteration after the one that saved it, so a
         # validation that followed the save is part of the checkpoint's metrics.
-        saved_here = runner.checkpoint_saves != self._saves_seen
-        self._saves_seen = runner.checkpoint_saves
+        saved_here = runner.checkpoints.saves != self._saves_seen
+        self._saves_seen = runner.checkpoints.saves
         if self._saved(runner) and not saved_here:
             self._report(runner)
         elif self._periodic_report_due(runner.iter + 1, runner.rank):
@@ -228,7 +228,7 @@ class RayReportHook(Hook):
         return bool(decision[0])
 
     def after_train_epoch(self, runner) -> None:
-        self._saves_seen = runner.checkpoint_saves  # an epoch checkpoint: report next iteration
+        self._saves_seen = runner.checkpoints.saves  # an epoch checkpoint: report next iteration
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self._report(runner)

@@ -6,11 +6,11 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
+from .. import checkpoint as ckpt
 from .. import storage
 from ..config import Config
 from ..hooks.checkpoint_hook import checkpoint_dir_for
 from ..logging import print_log
-from ..runner import checkpoint as ckpt
 from ..runner.runner import experiment_name_for
 from ..utils.randomness import draw_seed
 

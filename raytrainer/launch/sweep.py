@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import checkpoint as ckpt
 from .. import storage
 from ..config import Config, ConfigError
 from ..config.sections import from_section
 from ..hooks.checkpoint_hook import checkpoint_dir_for
 from ..logging import print_log
-from ..runner import checkpoint as ckpt
 from .cluster import InfeasibleResourcesError, connect
 from .paths import import_roots, resolve_locations
 from .run_spec import _checkpoint_out_dir

@@ -1,5 +1,5 @@
-"""The Runner, its loops, log processor and checkpoint format."""
-from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
+"""The Runner, its loops and log processor (checkpoints live in ``raytrainer.checkpoint``)."""
+from ..checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
 from .log_processor import LogProcessor
 from .loops import BaseLoop, EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
 from .runner import Runner

@@ -259,5 +259,6 @@ def runner_lease(runner) -> Any:
     if runner.launcher == "ray":
         return contextlib.nullcontext()
     resuming = bool(runner.resumed_from)
-    return _RankZeroLease(WorkDirLease(runner.work_dir, runner.experiment_name, runner.lineage,
-                                       resuming=resuming, logger=runner.logger))
+    return _RankZeroLease(WorkDirLease(runner.work_dir, runner.experiment_name,
+                                       runner.checkpoints.lineage, resuming=resuming,
+                                       logger=runner.logger))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -63,8 +64,22 @@ def _skip_batches(dataloader: DataLoader, num_batches: int) -> None:
         raise RuntimeError(
             f"cannot resume in the middle of an epoch: sampler {type(sampler).__name__} has no "
             "skip_samples(); use DefaultSampler/InfiniteSampler or resume at an epoch boundary")
-    batch_size = getattr(dataloader.batch_sampler, "batch_size", None) or dataloader.batch_size
-    sampler.skip_samples(num_batches * batch_size)
+    sampler.skip_samples(num_batches * batch_size_of(dataloader))
+
+
+def batch_size_of(dataloader: DataLoader) -> int:
+    """Samples per batch on this rank."""
+    return getattr(dataloader.batch_sampler, "batch_size", None) or dataloader.batch_size or 1
+
+
+def _skip_global(dataloader: DataLoader, consumed: int) -> int | None:
+    """Make the dataloader's next pass start after ``consumed`` samples of the global order
+    (resume on another world size or batch size); returns this rank's samples left in the
+    pass (-1: endless), or None if its sampler cannot do that."""
+    sampler = find_sampler(dataloader)
+    if not hasattr(sampler, "skip_global"):
+        return None
+    return sampler.skip_global(consumed)
 
 
 class _TrainLoop(BaseLoop):
@@ -138,7 +153,16 @@ class _TrainLoop(BaseLoop):
         ``after_train_iter`` is counted here.
         """
         return {"epoch": self._epoch, "iter": self._iter + int(self._step_done),
-                "inner_iter": self._inner_iter}
+                "inner_iter": self._inner_iter, "epoch_length": len(self.dataloader),
+                "batch_size": batch_size_of(self.dataloader),
+                "world_size": self.runner.world_size}
+
+    def _samples_per_iter_changed(self, state: dict) -> bool:
+        """Whether the checkpoint's run took a different number of samples per iteration
+        (another world size or batch size): its position must then be counted in samples."""
+        saved = (state.get("world_size"), state.get("batch_size"))
+        return None not in saved and \
+            saved != (self.runner.world_size, batch_size_of(self.dataloader))
 
     def load_state_dict(self, state: dict) -> None:
         raise NotImplementedError
@@ -165,6 +189,7 @@ class EpochBasedTrainLoop(_TrainLoop):
         self._max_epochs = int(max_epochs)
         self._max_iters = self._max_epochs * len(self.dataloader)
         self._resume_skip = 0
+        self._resume_in_samples = False
 
     def run(self) -> torch.nn.Module:
         runner = self.runner
@@ -183,11 +208,13 @@ class EpochBasedTrainLoop(_TrainLoop):
         runner.call_hook("before_train_epoch")
         runner.model.train()
         start, self._resume_skip = self._resume_skip, 0
+        in_samples, self._resume_in_samples = self._resume_in_samples, False
         self._inner_iter = start
-        if start:
+        if start or in_samples:
             # Resuming mid-epoch: start the sampler at the saved position and keep the
             # generators as an uninterrupted run has them (it created its iterator earlier).
-            _skip_batches(self.dataloader, start)
+            if not in_samples:  # else the sampler was positioned by load_state_dict
+                _skip_batches(self.dataloader, start)
             with preserve_torch_rng():
                 batches = iter(self.dataloader)
         else:
@@ -205,8 +232,17 @@ class EpochBasedTrainLoop(_TrainLoop):
         at the start of the next one."""
         self._epoch, self._iter = int(state["epoch"]), int(state["iter"])
         inner = int(state.get("inner_iter", 0))
-        if inner >= len(self.dataloader):
+        if inner >= int(state.get("epoch_length") or len(self.dataloader)):
             self._epoch, inner = self._epoch + 1, 0
+        if inner and self._samples_per_iter_changed(state):
+            # Another world size or batch size: continue the epoch's global sample order
+            # after what the saved run consumed, split over this run's ranks.
+            consumed = inner * int(state["batch_size"]) * int(state["world_size"])
+            left = _skip_global(self.dataloader, consumed)
+            if left is not None:
+                batches_left = math.ceil(left / batch_size_of(self.dataloader))
+                inner = max(0, len(self.dataloader) - batches_left)
+                self._resume_in_samples = True
         self._resume_skip = inner
         self._inner_iter = inner
 
@@ -214,12 +250,16 @@ class EpochBasedTrainLoop(_TrainLoop):
 class _InfiniteIterator:
     """Restart a finite dataloader forever, advancing its sampler's epoch each pass."""
 
-    def __init__(self, dataloader: DataLoader, epoch: int = 0, skip_batches: int = 0):
+    def __init__(self, dataloader: DataLoader, epoch: int = 0, skip_batches: int = 0,
+                 skip_samples: int | None = None):
         self._dataloader = dataloader
         self.epoch = epoch
         self._set_epoch()
-        if skip_batches:
-            _skip_batches(dataloader, skip_batches)
+        if skip_batches or skip_samples:
+            if skip_samples is not None:
+                _skip_global(dataloader, skip_samples)
+            else:
+                _skip_batches(dataloader, skip_batches)
             with preserve_torch_rng():
                 self._iterator = iter(dataloader)
         else:
@@ -264,11 +304,20 @@ class IterBasedTrainLoop(_TrainLoop):
         self._max_iters = int(max_iters)
         self._max_epochs = 1
         self._iterator: _InfiniteIterator | None = None
+        self._resume_samples: int | None = None
 
     def _make_iterator(self) -> _InfiniteIterator:
-        if getattr(find_sampler(self.dataloader), "is_infinite", False):
+        sampler = find_sampler(self.dataloader)
+        consumed, self._resume_samples = self._resume_samples, None
+        if getattr(sampler, "is_infinite", False):
+            if consumed is not None and hasattr(sampler, "skip_global"):
+                return _InfiniteIterator(self.dataloader, 0, skip_samples=consumed)
             return _InfiniteIterator(self.dataloader, 0, self._iter)
         # A finite sampler: the position is (pass over the data, batch inside the pass).
+        if consumed is not None and hasattr(sampler, "skip_global"):
+            size = len(self.dataloader.dataset)
+            return _InfiniteIterator(self.dataloader, consumed // size,
+                                     skip_samples=consumed % size)
         length = len(self.dataloader)
         return _InfiniteIterator(self.dataloader, self._iter // length, self._iter % length)
 
@@ -300,6 +349,12 @@ class IterBasedTrainLoop(_TrainLoop):
         self._epoch, self._iter = int(state["epoch"]), int(state["iter"])
         self._inner_iter = self._iter
         self._iterator = None
+        self._resume_samples = None
+        if self._iter and self._samples_per_iter_changed(state):
+            # Another world size or batch size: continue the global sample stream after
+            # what the saved run consumed.
+            self._resume_samples = self._iter * int(state["batch_size"]) * \
+                int(state["world_size"])
 
 
 class _EvalLoop(BaseLoop):

@@ -3,22 +3,23 @@
 The runner wires components together (model, loops, optim wrapper, schedulers, evaluators,
 hooks), owns the run's identity on this rank (timestamp, seed, work_dir, log_dir) and its
 training state (what goes into a checkpoint). Building details live in ``build.py``, the
-on-storage checkpoint format in ``checkpoint.py``, device placement and wrapping in the strategy.
+checkpoints in ``raytrainer.checkpoint``, device placement and wrapping in the strategy.
 """
 from __future__ import annotations
 
-import collections
 import copy
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .. import dist
 from .. import storage as store
+from ..checkpoint.manager import CheckpointManager
 from ..config import Config, ConfigError
 from ..dataset.builder import build_dataloader
 from ..evaluator import Evaluator
@@ -39,7 +40,6 @@ from ..registry import (
 from ..strategy import ddp_strategy_cfg
 from ..utils.randomness import draw_seed, set_random_seed
 from . import build, validation
-from .checkpoint_io import CheckpointIO
 from .lease import runner_lease
 
 _TRAIN_KEYS = ("train_dataloader", "train_cfg", "optim_wrapper")
@@ -63,7 +63,7 @@ def _shared(value: Any) -> Any:
 
 
 @RUNNERS.register_module()
-class Runner(CheckpointIO):
+class Runner:
     """Train, validate and test a model on this rank.
 
     Components may be given built or as config dicts; they are built when first needed (a
@@ -161,16 +161,14 @@ class Runner(CheckpointIO):
         self.lr_scale_factor: float | None = None
         self.default_scope = default_scope
         self._load_from, self._resume, self._load_strict = load_from, resume, load_strict
-        self._has_loaded = False
         self._lease = None  # the work_dir lease while training (rank 0, not on Ray)
-        self.resumed_from: str | None = None
-        self.committed_checkpoints = collections.deque()
+        self.checkpoints = CheckpointManager(self)
 
         self._launcher = launcher
         self._env_cfg = dict(env_cfg or {})
         self.strategy = self._build_strategy(strategy, launcher, model_wrapper_cfg,
                                              find_unused_parameters)
-        self.strategy.setup()
+        self.strategy.setup(self._env_cfg)
         self._timestamp_given = timestamp is not None
         self._timestamp = _shared(timestamp or time.strftime("%Y%m%d_%H%M%S"))
         self._randomness_cfg = dict(randomness or {})
@@ -193,7 +191,9 @@ class Runner(CheckpointIO):
         if isinstance(model, Mapping) and data_preprocessor is not None:
             model = dict(model)
             model.setdefault("data_preprocessor", data_preprocessor)
-        self.model = self.strategy.prepare_model(self.build_model(model))
+        with self.strategy.build_context():
+            built = self.build_model(model)
+        self.model = self.strategy.prepare_model(built)
         self._model_name = type(unwrap_model(self.model)).__name__
         self._hooks: list[Hook] = []
         self._hook_table: dict[str, list] = {}
@@ -508,7 +508,7 @@ class Runner(CheckpointIO):
         with runner_lease(self) as lease:  # one live run per work_dir
             self._lease = lease
             model = loop.run()
-            self.wait_for_checkpoint()
+            self.checkpoints.wait()
         self.call_hook("after_run")
         return model
 
@@ -538,6 +538,44 @@ class Runner(CheckpointIO):
         model = unwrap_model(self.model)
         if hasattr(model, "init_weights"):
             model.init_weights()
+
+    # ---- checkpoints (MMEngine's methods; the work is done by ``self.checkpoints``) -------
+    @property
+    def resumed_from(self) -> str | None:
+        """The checkpoint this run resumed from, if any."""
+        return self.checkpoints.resumed_from
+
+    def save_checkpoint(self, out_dir: str, filename: str, file_client_args=None,
+                        save_optimizer: bool = True, save_param_scheduler: bool = True,
+                        meta: dict | None = None, by_epoch: bool = True, backend_args=None,
+                        asynchronous: bool = False,
+                        on_committed: Callable[[str], None] | None = None) -> str:
+        """Save the training state as checkpoint ``filename`` under ``out_dir`` (every rank);
+        returns its location. See :meth:`raytrainer.checkpoint.CheckpointManager.save`."""
+        return self.checkpoints.save(out_dir, filename, save_optimizer, save_param_scheduler,
+                                     meta, by_epoch, asynchronous, on_committed)
+
+    def load_checkpoint(self, filename: str, map_location: str | torch.device = "cpu",
+                        strict: bool = False,
+                        revise_keys: Sequence[tuple[str, str]] = ((r"^module\.", ""),),
+                        weights_only: bool = True) -> dict:
+        """Load model weights from a checkpoint (ours, full or sharded; an MMEngine ``.pth``; a
+        state dict); returns the checkpoint dict."""
+        return self.checkpoints.load(filename, map_location, strict, revise_keys, weights_only)
+
+    def resume(self, filename: str, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True, map_location: str = "default") -> None:
+        """Restore the complete training state from a checkpoint and continue from it."""
+        self.checkpoints.resume(filename, resume_optimizer, resume_param_scheduler,
+                                map_location)
+
+    def load_or_resume(self) -> None:
+        """Resume (``resume``) or load ``load_from``, once per run (MMEngine's method)."""
+        self.checkpoints.load_or_resume()
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait for a background checkpoint write; raise if it failed."""
+        self.checkpoints.wait()
 
     # ---- hooks --------------------------------------------------------------------------
     def call_hook(self, fn_name: str, **kwargs) -> None:

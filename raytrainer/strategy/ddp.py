@@ -40,6 +40,29 @@ def ddp_strategy_cfg(model_wrapper_cfg: dict | None = None, find_unused_paramete
     return dict(type="DDPStrategy", **kwargs, **wrapper)
 
 
+def join_process_group(launcher: str, backend: str | None, device: torch.device | None,
+                       strategy: str) -> torch.device | None:
+    """Attach this process to its process group; returns its device (Ray's choice under Ray).
+
+    Under Ray Train (``launcher='ray'``) Ray has created the group and chosen the device; with
+    ``launcher='pytorch'`` (torchrun) the group is created here from the environment.
+    """
+    if launcher == "ray" and device is None:
+        from ray.train.torch import get_device
+
+        device = get_device()
+    if not torch_dist.is_initialized():
+        if launcher == "ray":
+            raise RuntimeError(f"{strategy}(launcher='ray') runs inside Ray Train workers, "
+                               "where the process group already exists; use "
+                               "raytrainer.launch.train or `raytrainer train`")
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch_dist.init_process_group(backend=backend)
+    return device
+
+
 @STRATEGIES.register_module()
 class DDPStrategy(BaseStrategy):
     """Wrap the model in DistributedDataParallel.
@@ -71,21 +94,10 @@ class DDPStrategy(BaseStrategy):
                                gradient_as_bucket_view=gradient_as_bucket_view,
                                static_graph=static_graph)
 
-    def setup(self) -> None:
-        if self.launcher == "ray" and self._device is None:
-            from ray.train.torch import get_device
-
-            self._device = get_device()
-        if not torch_dist.is_initialized():
-            if self.launcher == "ray":
-                raise RuntimeError("DDPStrategy(launcher='ray') runs inside Ray Train workers, "
-                                   "where the process group already exists; use "
-                                   "raytrainer.launch.train or `raytrainer train`")
-            backend = self.backend or ("nccl" if torch.cuda.is_available() else "gloo")
-            if backend == "nccl":
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-            torch_dist.init_process_group(backend=backend)
-        super().setup()
+    def setup(self, env_cfg: dict | None = None) -> None:
+        self._device = join_process_group(self.launcher, self.backend, self._device,
+                                          type(self).__name__)
+        super().setup(env_cfg)
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)

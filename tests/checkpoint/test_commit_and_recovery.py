@@ -7,11 +7,11 @@ import os
 import pytest
 import torch
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import storage
+from raytrainer.checkpoint.async_save import AsyncCheckpointError
 from raytrainer.hooks import Hook
 from raytrainer.runner import Runner
-from raytrainer.runner import checkpoint as ckpt
-from raytrainer.runner.async_checkpoint import AsyncCheckpointError
 
 from ..runner.helpers import runner_kwargs
 

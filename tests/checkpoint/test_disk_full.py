@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from raytrainer import checkpoint as ckpt
 from raytrainer.config import Config
 from raytrainer.runner import Runner
-from raytrainer.runner import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "digits" / "mlp.py")

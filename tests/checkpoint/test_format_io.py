@@ -10,8 +10,9 @@ import struct
 import pytest
 import torch
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import storage
-from raytrainer.runner import checkpoint as ckpt
+from raytrainer.checkpoint import envelope, full_state
 
 # 0.5 MiB and 2 MiB float32 tensors: chunks below and above the threaded-CRC threshold
 _BIG = 1 << 19
@@ -27,9 +28,15 @@ def _checkpoint() -> dict:
             ckpt.RANK_STATE_KEY: {"generator": torch.Generator().manual_seed(3).get_state()}}
 
 
+def _write_rank_files(location: str, checkpoint: dict) -> None:
+    """Rank 0's files and its done marker, as the checkpoint manager writes them."""
+    records = full_state.write_rank_files(location, checkpoint, rank=0)
+    envelope.write_done_marker(location, 0, records)
+
+
 def _save(location: str) -> dict:
     checkpoint = _checkpoint()
-    ckpt.write_rank_files(location, checkpoint, rank=0)
+    _write_rank_files(location, checkpoint)
     ckpt.commit(location, world_size=1)
     return checkpoint
 
@@ -109,7 +116,7 @@ def test_a_failed_local_save_leaves_no_temporary_file(tmp_path):
     checkpoint = _checkpoint()
     checkpoint["broken"] = lambda: None  # state.pt cannot be pickled
     with pytest.raises(Exception, match="(?i)pickle|lambda"):
-        ckpt.write_rank_files(location, checkpoint, rank=0)
+        _write_rank_files(location, checkpoint)
     assert not [name for name in os.listdir(location) if name.endswith(".tmp")]
     assert not ckpt.is_committed(location)
 
@@ -119,13 +126,13 @@ def test_a_failed_upload_save_raises_and_commits_nothing(memory_root):
     checkpoint = _checkpoint()
     checkpoint["optimizer"] = {"step": lambda: None}
     with pytest.raises(Exception, match="(?i)pickle|lambda"):
-        ckpt.write_rank_files(location, checkpoint, rank=0)
+        _write_rank_files(location, checkpoint)
     assert not storage.exists(storage.join(location, ckpt.done_file(0)))
 
 
 def test_commit_waits_for_every_rank_and_names_the_missing_one(tmp_path):
     location = str(tmp_path / "iter_7")
-    ckpt.write_rank_files(location, _checkpoint(), rank=0)
+    _write_rank_files(location, _checkpoint())
     with pytest.raises(ckpt.CheckpointError, match="rank 1 did not finish writing within 0 s"):
         ckpt.commit(location, world_size=2, timeout=0.2, poll=0.05)
     assert not ckpt.is_committed(location)

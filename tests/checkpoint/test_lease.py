@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import storage
 from raytrainer.runner import Runner
-from raytrainer.runner import checkpoint as ckpt
 from raytrainer.runner.lease import LEASE_FILE, WorkDirInUseError, WorkDirLease, read_lease
 
 from ..runner.helpers import runner_kwargs
@@ -98,13 +98,13 @@ def test_a_resume_of_the_same_run_takes_its_lease_over_at_once(tmp_path, capsys)
     work_dir = str(tmp_path / "run")
     first = _runner(work_dir)
     first.train()
-    lineage = first.lineage
+    lineage = first.checkpoints.lineage
     _fake_lease(work_dir, lineage, age=1)  # its process died a second ago
     with pytest.raises(WorkDirInUseError, match="is in use by run gone_run"):
         _runner(work_dir).train()  # a fresh run is refused
     resumed = _runner(work_dir, resume=True, train_cfg=dict(by_epoch=True, max_epochs=2))
     resumed.train()
-    assert resumed.lineage == lineage and resumed.epoch == 2
+    assert resumed.checkpoints.lineage == lineage and resumed.epoch == 2
     assert f"resuming run gone_run (lineage {lineage}); taking its lease over" in \
         capsys.readouterr().out
 
@@ -147,14 +147,14 @@ def test_the_ray_driver_resuming_its_own_run_takes_the_lease_over(tmp_path):
     work_dir = str(tmp_path / "run")
     first = _runner(work_dir, default_hooks=dict(checkpoint=dict(type="CheckpointHook")))
     first.train()
-    _fake_lease(work_dir, first.lineage, age=1)
+    _fake_lease(work_dir, first.checkpoints.lineage, age=1)
     cfg = Config(dict(work_dir=work_dir, resume=True))
     spec = decide_run(cfg)
-    assert spec.lineage == first.lineage and spec.resume
+    assert spec.lineage == first.checkpoints.lineage and spec.resume
     with WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
                       resuming=bool(spec.resume)):
         assert read_lease(work_dir).run == spec.experiment_name
-    _fake_lease(work_dir, first.lineage, age=1)
+    _fake_lease(work_dir, first.checkpoints.lineage, age=1)
     fresh = decide_run(Config(dict(work_dir=work_dir)))  # not a resume: refused
     with pytest.raises(WorkDirInUseError, match="in use by run gone_run"):
         WorkDirLease(fresh.work_dir, fresh.experiment_name, fresh.lineage).acquire()

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import storage
 from raytrainer.hooks import Hook
 from raytrainer.runner import Runner
-from raytrainer.runner import checkpoint as ckpt
 
 from ..runner.helpers import runner_kwargs
 from ..test_cli import run_cli
@@ -97,27 +97,29 @@ def test_a_new_run_never_replaces_another_runs_checkpoint_of_the_same_name(tmp_p
                                      custom_hooks=[FailAfterFirstEpoch()]))
     with pytest.raises(RuntimeError, match="the first validation failed"):
         failing.train()
-    assert storage.exists(storage.join(root, f"epoch_1-{failing.lineage}", ckpt.COMMIT_FILE))
+    lineage = failing.checkpoints.lineage
+    assert storage.exists(storage.join(root, f"epoch_1-{lineage}", ckpt.COMMIT_FILE))
     assert {k: v for k, v in _snapshot(root).items() if k in before} == before
 
     hooks = dict(checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1))
     time.sleep(1.05 - time.time() % 1)
     second = Runner(**runner_kwargs(work_dir, epochs=2, val=False, default_hooks=hooks))
     second.train()
-    own = [os.path.basename(x) for x in ckpt.list_checkpoints(root, lineage=second.lineage)]
-    assert own == [f"epoch_2-{second.lineage}"]  # retention holds for suffixed names
+    own = [os.path.basename(x)
+           for x in ckpt.list_checkpoints(root, lineage=second.checkpoints.lineage)]
+    assert own == [f"epoch_2-{second.checkpoints.lineage}"]  # retention holds for suffixed names
     assert {k: v for k, v in _snapshot(root).items() if k in before} == before
 
     resumed = Runner(**runner_kwargs(work_dir, epochs=3, val=False, resume=True))
     resumed.train()  # resume=True continues the most recent commit, whatever its name
-    assert resumed.resumed_from == storage.join(root, f"epoch_2-{second.lineage}")
-    assert resumed.lineage == second.lineage
+    assert resumed.resumed_from == storage.join(root, f"epoch_2-{second.checkpoints.lineage}")
+    assert resumed.checkpoints.lineage == second.checkpoints.lineage
     last = resumed.message_hub.get_info("last_ckpt")
     assert last == storage.join(root, "epoch_3")  # a free name needs no suffix
     assert {k: v for k, v in _snapshot(root).items() if k in before} == before
 
     tested = run_cli("test", "configs/digits/mlp.py", "--launcher", "none", "--work-dir",
                      str(tmp_path / "test"), "--cfg-options", "model.hidden_dims=[32]",
-                     "--checkpoint", storage.join(root, f"epoch_2-{second.lineage}"))
+                     "--checkpoint", storage.join(root, f"epoch_2-{second.checkpoints.lineage}"))
     assert tested.returncode == 0, tested.stderr
     assert "test accuracy/top1:" in tested.stdout

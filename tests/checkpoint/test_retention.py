@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import storage
 from raytrainer.config import Config
 from raytrainer.hooks import Hook
 from raytrainer.launch.run_spec import decide_run
 from raytrainer.runner import Runner
-from raytrainer.runner import checkpoint as ckpt
 
 from ..runner.helpers import runner_kwargs
 
@@ -62,7 +62,7 @@ def test_a_fresh_run_keeps_its_own_checkpoints_beside_a_longer_older_run(tmp_pat
     # Before: the fresh run's iter_20 was older (by iteration) than the older run's two, so
     # pruning deleted every checkpoint the fresh run had just committed.
     assert _on_disk(root) == ["iter_100", "iter_20", "iter_40", "iter_80"]
-    assert _names(root, lineage=fresh.lineage) == ["iter_20", "iter_40"]
+    assert _names(root, lineage=fresh.checkpoints.lineage) == ["iter_20", "iter_40"]
     assert _names(root, lineage="20200101_000000") == ["iter_80", "iter_100"]
     assert _names(root) == ["iter_80", "iter_100", "iter_20", "iter_40"]  # commit order
 
@@ -81,7 +81,7 @@ def test_resume_auto_continues_the_most_recent_commit_not_the_highest_iteration(
 
     resumed = _run(tmp_path, iters=60, keep=2, resume=True)
     assert resumed.resumed_from == latest
-    assert resumed.lineage == "20200101_000001" != resumed.timestamp
+    assert resumed.checkpoints.lineage == "20200101_000001" != resumed.timestamp
     assert _meta(root, "iter_60")["lineage"] == "20200101_000001"
     # its lineage keeps two (iter_40, iter_60); the older run's two are untouched
     assert _on_disk(root) == ["iter_100", "iter_40", "iter_60", "iter_80"]
@@ -98,12 +98,12 @@ def test_a_resumed_run_prunes_its_pre_resume_checkpoints_but_not_the_one_it_resu
     record = RecordCheckpoints(root)
     resumed = _run(tmp_path, iters=100, keep=2, resume=storage.join(root, "iter_60"),
                    custom_hooks=[record], timestamp="20200101_000002")
-    assert resumed.lineage == first.lineage == "20200101_000000"
+    assert resumed.checkpoints.lineage == first.checkpoints.lineage == "20200101_000000"
     # iter_80 committed: the pre-resume iter_40 goes, the resumed-from iter_60 stays
     assert record.seen[80] == ["iter_20", "iter_60", "iter_80"]
     # iter_100 committed: two newer ones exist, so iter_60 goes too
     assert record.seen[100] == ["iter_100", "iter_20", "iter_80"]
-    assert _names(root, lineage=first.lineage) == ["iter_80", "iter_100"]
+    assert _names(root, lineage=first.checkpoints.lineage) == ["iter_80", "iter_100"]
 
 
 def _rewrite_commit(location, **changes):

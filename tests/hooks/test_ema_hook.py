@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn as nn
 
+from raytrainer.checkpoint import load_checkpoint
 from raytrainer.hooks.ema_hook import EMAHook
 from raytrainer.hooks.hook import Hook
 from raytrainer.registry import HOOKS
 from raytrainer.runner import Runner
-from raytrainer.runner.checkpoint import load_checkpoint
 
 
 # ---- unit level: a stand-in runner --------------------------------------------------------

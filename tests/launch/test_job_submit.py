@@ -5,8 +5,8 @@ import json
 import re
 import subprocess
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import storage
-from raytrainer.runner import checkpoint as ckpt
 
 from .conftest import RAY, ROOT
 

@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import launch, storage
 from raytrainer.config import Config
 from raytrainer.runner import Runner
-from raytrainer.runner import checkpoint as ckpt
 
 from .conftest import ROOT, Killer
 

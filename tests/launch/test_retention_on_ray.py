@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import launch
-from raytrainer.runner import checkpoint as ckpt
 
 from .conftest import Killer
 from .test_ray_train import digits_cfg

@@ -14,11 +14,11 @@ import pytest
 import torch
 from ray import tune
 
+from raytrainer import checkpoint as ckpt
 from raytrainer import cli
 from raytrainer.config import Config
 from raytrainer.launch import tune as run_sweep
 from raytrainer.launch.cluster import InfeasibleResourcesError
-from raytrainer.runner import checkpoint as ckpt
 
 from .conftest import ROOT, stop_process_tree
 

@@ -5,7 +5,7 @@ from collections import namedtuple
 
 import torch
 
-from raytrainer.runner.async_checkpoint import copy_to_cpu
+from raytrainer.checkpoint.async_save import copy_to_cpu
 
 Pair = namedtuple("Pair", "a b")
 

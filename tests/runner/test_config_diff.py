@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from raytrainer.checkpoint.config_diff import model_key_differences, saved_sections
 from raytrainer.config import Config
-from raytrainer.runner.config_diff import model_key_differences, saved_sections
 
 
 def _text(**model) -> str:

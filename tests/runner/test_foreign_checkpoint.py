@@ -9,8 +9,8 @@ import zipfile
 import pytest
 import torch
 
-from raytrainer.runner import checkpoint as ckpt
-from raytrainer.runner import foreign_checkpoint
+from raytrainer import checkpoint as ckpt
+from raytrainer.checkpoint import foreign as foreign_checkpoint
 
 
 def _torch_file_with_pickle(path, pickled: bytes) -> None:

@@ -8,12 +8,12 @@ import time
 import pytest
 import torch
 
+from raytrainer.checkpoint import load_checkpoint
 from raytrainer.config import Config
 from raytrainer.dataset import DigitsDataset, InfiniteSampler, default_collate
 from raytrainer.hooks import Hook
 from raytrainer.model import MLPClassifier
 from raytrainer.runner import Runner
-from raytrainer.runner.checkpoint import load_checkpoint
 from raytrainer.utils import set_random_seed
 
 from .helpers import CallRecorder, runner_kwargs

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from raytrainer.checkpoint import CheckpointKeyMismatch
 from raytrainer.config import Config, ConfigError
 from raytrainer.evaluator.metrics import Accuracy
 from raytrainer.hooks import CheckpointHook
@@ -14,7 +15,6 @@ from raytrainer.model import BaseModel, MLPClassifier
 from raytrainer.registry import MODELS
 from raytrainer.runner import Runner
 from raytrainer.runner.batch_check import BatchModelMismatch
-from raytrainer.runner.checkpoint_io import CheckpointKeyMismatch
 from raytrainer.runner.validation import ConfigWarning, warn_unknown_keys
 
 from .helpers import runner_kwargs

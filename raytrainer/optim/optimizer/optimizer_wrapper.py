@@ -156,8 +156,15 @@ class OptimWrapper(BaseOptimWrapper):
 
         When this iteration will not update the parameters and ``model`` has ``no_sync`` (DDP),
         the context is ``model.no_sync()`` so gradients accumulate locally and are all-reduced
-        only on the update iteration; otherwise it does nothing.
+        only on the update iteration; an FSDP2 model gets ``set_requires_gradient_sync`` for the
+        iteration instead (reduce-scatter only on the update iteration); otherwise it does
+        nothing.
         """
+        if hasattr(model, "set_requires_gradient_sync"):
+            # FSDP2 reads the flag during backward, which runs after this context: set it for
+            # this iteration (no reduce-scatter until the window's last micro-batch).
+            model.set_requires_gradient_sync(self.should_sync())
+            return _NO_CONTEXT
         if not self.should_sync() and hasattr(model, "no_sync"):
             return model.no_sync()
         # Entered every iteration: a shared no-op context costs less than a generator-based one.
