@@ -1,5 +1,5 @@
 """The ``raytrainer`` command: ``train``, ``val`` and ``test`` a config (``tune`` sweeps it,
-``plot`` draws curves).
+``plot`` draws curves, ``convert`` writes a checkpoint as one weights file).
 
 This module owns argument parsing, turning flags into config overrides, and turning failures
 into a one-paragraph reason with a non-zero exit code. The work itself is the Runner's.
@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from .checkpoint import convert
 from .config import Config, ConfigError, DictAction
 from .k8s import cli as k8s_cli
 from .launch import tune_cli
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="checkpoint directory or .pth file (path or URL)")
     k8s_cli.add_parser(commands)
     plot.add_parser(commands)
+    convert.add_parser(commands)
     tune_cli.add_parser(commands)
     return parser
 

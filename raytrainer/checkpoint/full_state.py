@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from .. import storage
 from ..logging import print_log
@@ -180,7 +181,7 @@ def _refuse_sharded(value: Any, key: str) -> None:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _refuse_sharded(item, f"{key}[{index}]")
-    elif type(value).__name__ == "DTensor":
+    elif isinstance(value, DTensor):
         raise CheckpointError(
             f"checkpoint entry {key!r} is a sharded tensor (DTensor); the full-state backend "
             "would save this rank's shard only. Sharded state is saved by a sharded strategy "

@@ -29,7 +29,10 @@ class RecordRank(Hook):
             f.write(json.dumps(record) + "\n")
 
     def after_train(self, runner) -> None:
-        state = {k: v.cpu() for k, v in unwrap_model(runner.model).state_dict().items()}
+        state = unwrap_model(runner.model).state_dict()
+        # FSDP: every rank gathers the full tensors (a collective all ranks make in order)
+        state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).cpu()
+                 for k, v in state.items()}
         torch.save(state, os.path.join(self.out_dir, f"weights_rank{runner.rank}.pt"))
         storage.write_text(os.path.join(self.out_dir, f"done_rank{runner.rank}"), "1")
 

@@ -179,3 +179,33 @@ def test_resubmitting_a_failed_run_continues_its_last_checkpoint(straight, tmp_p
     reported = [str(c.path) for c, _ in fresh.result.best_checkpoints]
     assert reported and all(storage.exists(path) for path in reported)
     assert not set(reported) & {str(location) for location in earlier}
+
+
+@pytest.fixture(scope="module")
+def straight_fsdp(ray_cluster, tmp_path_factory):
+    """An uninterrupted 2-worker FSDP run with background (DCP) saves."""
+    root = tmp_path_factory.mktemp("straight_fsdp")
+    out = root / "out"
+    out.mkdir()
+    cfg = digits_cfg(root / "work", out, strategy=dict(type="FSDPStrategy"))
+    cfg.merge_from_dict({"default_hooks.checkpoint.async_save": True})
+    result = launch.train(cfg, num_workers=2)
+    return dict(result=result, out=out, work=root / "work")
+
+
+def test_fsdp_killed_worker_resumes_to_bitwise_equal_weights(straight_fsdp, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    marker = str(tmp_path / "pid")
+    hook = dict(type="tests.launch.ray_hooks.ExposePidAt", marker=marker, at_iter=33)
+    cfg = digits_cfg(tmp_path / "work", out, hook, strategy=dict(type="FSDPStrategy"))
+    cfg.merge_from_dict({"default_hooks.checkpoint.async_save": True})
+    with Killer(marker) as killer:
+        result = launch.train(cfg, num_workers=2)
+    assert killer.killed_pid is not None
+    records = attempts(out)
+    assert [r["start_iter"] for r in records] == [0, 0, 20, 20]
+    checkpoints = ckpt.list_checkpoints(str(tmp_path / "work" / "checkpoints"))
+    assert checkpoints and all(ckpt.read_commit(c)["layout"] == "sharded" for c in checkpoints)
+    assert_same_weights(weights(out), weights(straight_fsdp["out"]))
+    assert result.metrics == straight_fsdp["result"].metrics

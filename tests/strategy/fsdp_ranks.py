@@ -39,7 +39,7 @@ class BlockClassifier(BaseModel):
         self.head = nn.Linear(width, 10)
 
     def forward(self, inputs, data_samples=None, mode="tensor"):
-        logits = self.head(self.blocks(self.stem(inputs.float().flatten(1))))
+        logits = self.head(self.blocks(self.stem(inputs.flatten(1))))
         if mode == "loss":
             return dict(loss=nn.functional.cross_entropy(logits, data_samples))
         if mode == "predict":
@@ -55,6 +55,9 @@ class LossRecorder(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         runner.__dict__.setdefault("recorded_losses", []).append(float(outputs["loss"].detach()))
+        if "train/grad_norm" in runner.message_hub.log_scalars:
+            runner.__dict__.setdefault("recorded_norms", []).append(
+                runner.message_hub.get_scalar("train/grad_norm").current())
 
 
 def free_port() -> int:
@@ -91,7 +94,8 @@ def runner_cfg(case: dict) -> dict:
         default_hooks=dict(logger=dict(type="LoggerHook", interval=5),
                            checkpoint=dict(type="CheckpointHook", interval=case.get("interval", 1),
                                            by_epoch=case.get("by_epoch", True),
-                                           save_last=case.get("save_last", True))),
+                                           save_last=case.get("save_last", True),
+                                           async_save=case.get("async_save", False))),
         custom_hooks=[dict(type="LossRecorder")],
     )
 
@@ -121,8 +125,21 @@ def _rank(rank: int, world: int, port: int, case: dict, out_dir: str) -> None:
             runner.train()
             loop = runner.train_loop
             result["position"] = [loop.epoch, loop.iter, loop.inner_iter]
+        if case.get("probe_guard") and rank == 0:
+            from raytrainer.checkpoint import CheckpointError, full_state
+
+            sharded = {"state_dict": runner.strategy.model_state_dict(runner.model)}
+            target = os.path.join(out_dir, "guard")
+            try:
+                full_state.write_rank_files(target, sharded, rank)
+                result["guard"] = "written"
+            except CheckpointError as exc:
+                result["guard"] = str(exc)
+            result["guard_files"] = sorted(os.listdir(target)) if os.path.isdir(target) else []
         model_state, optim_state = _full_state(runner)
         result["losses"] = runner.__dict__.get("recorded_losses", [])
+        result["norms"] = runner.__dict__.get("recorded_norms", [])
+        result["resumed_from"] = runner.resumed_from
         result["lr"] = runner.optim_wrapper.optimizer.param_groups[0]["lr"]
         if rank == 0:
             torch.save({"model": model_state, "optim": optim_state},
