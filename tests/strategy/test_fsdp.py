@@ -168,9 +168,11 @@ def test_a_sharded_tensor_never_reaches_the_full_state_files(runs):
 
 
 def test_async_sharded_saves_commit_and_resume(tmp_path):
+    # also: the model is built on the meta device and each rank materialises its shards
     case = dict(strategy="fsdp", work_dir=str(tmp_path / "work"), interval=10, by_epoch=False,
-                async_save=True)
+                async_save=True, strategy_options=dict(meta_init=True))
     first = spawn(2, case, str(tmp_path / "out"))
+    assert first["losses"][-1] < first["losses"][0] - 1.0
     root = os.path.join(case["work_dir"], "checkpoints")
     names = [os.path.basename(c) for c in ckpt.list_checkpoints(root)]
     assert names == ["iter_10", "iter_20", "iter_23"]
@@ -178,12 +180,19 @@ def test_async_sharded_saves_commit_and_resume(tmp_path):
     _close(saved["state_dict"], first["state"]["model"], atol=0)
 
 
-def test_a_torn_shard_on_s3_is_skipped_and_the_previous_checkpoint_resumed(s3_bucket, tmp_path):
+def test_a_torn_shard_on_s3_is_skipped_and_the_previous_checkpoint_resumed(
+        runs, s3_bucket, tmp_path):
     work_dir = f"{s3_bucket}/fsdp"
+    # trained with CPU offload and without resharding after forward: the same weights
     spawn(2, dict(strategy="fsdp", work_dir=work_dir, interval=10, by_epoch=False,
-                  save_last=False), str(tmp_path / "out"))
+                  save_last=False, strategy_options=dict(cpu_offload=True,
+                                                         reshard_after_forward=False)),
+          str(tmp_path / "out"))
     root = f"{work_dir}/checkpoints"
     assert [c.rsplit("/", 1)[-1] for c in ckpt.list_checkpoints(root)] == ["iter_10", "iter_20"]
+    local = os.path.join(runs["fsdp"]["work_dir"], "checkpoints", "iter_20")
+    _close(ckpt.load_checkpoint(f"{root}/iter_20")["state_dict"],
+           ckpt.load_checkpoint(local)["state_dict"], atol=0)
     shard = f"{root}/iter_20/dcp/__1_0.distcp"
     storage.write_bytes(shard, storage.read_bytes(shard)[:100])  # rank 1's shard, truncated
     assert [c.rsplit("/", 1)[-1] for c in ckpt.list_checkpoints(root)] == ["iter_10"]
