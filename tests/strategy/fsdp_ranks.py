@@ -116,8 +116,11 @@ def _rank(rank: int, world: int, port: int, case: dict, out_dir: str) -> None:
     try:
         runner = Runner(**runner_cfg(case))
         if case.get("stop_after_load"):
+            from raytrainer.runner import build
+
             runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
-            runner.lr_scale_factor = None
+            runner.lr_scale_factor = build.scale_lr(runner, runner.optim_wrapper,
+                                                    runner.auto_scale_lr)  # as train() does
             runner.checkpoints.load_or_resume()
             loop = runner.train_loop
             result["position"] = [loop.epoch, loop.iter, loop.inner_iter]

@@ -22,6 +22,8 @@ from .fsdp_ranks import BlockClassifier, spawn
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_SAMPLES = 1437  # the digits train split
 BATCH = 32
+LR = 0.01
+SCALE_LR = dict(enable=True, base_batch_size=BATCH)  # lr x world size
 
 
 def _close(a: dict, b: dict, atol: float = 1e-6) -> None:
@@ -37,7 +39,7 @@ def runs(tmp_path_factory):
     found = {}
     for kind in ("fsdp", "ddp"):
         case = dict(strategy=kind, work_dir=str(root / kind), interval=10, by_epoch=False,
-                    probe_guard=kind == "fsdp")
+                    probe_guard=kind == "fsdp", auto_scale_lr=SCALE_LR)
         found[kind] = spawn(2, case, str(root / f"out_{kind}"))
         found[kind]["work_dir"] = str(root / kind)
     return found
@@ -91,8 +93,15 @@ def test_a_two_rank_checkpoint_resumes_on_another_world_size(runs, tmp_path, kin
     saved = ckpt.load_checkpoint(saved_at)
     assert saved["meta"]["world_size"] == 2
     case = dict(strategy=kind, work_dir=str(tmp_path / "work"), resume=saved_at,
-                stop_after_load=True, interval=10, by_epoch=False)
+                stop_after_load=True, interval=10, by_epoch=False, auto_scale_lr=SCALE_LR)
     loaded = spawn(world, case, str(tmp_path / "out"))
+    # auto_scale_lr: the saved lr (factor 2) moves to this world size's factor
+    assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2 * LR)
+    assert loaded["lr"] == pytest.approx(world * LR)
+    log = open(tmp_path / "work" / "20260101_000000" / "20260101_000000.log").read()
+    assert "was saved by 2 rank(s) x 32 samples per batch (effective batch 64); this run has " \
+        f"{world} x 32 (effective batch {32 * world})" in log
+    assert f"auto_scale_lr: lr factor 2 -> {world}" in log
     _close(loaded["state"]["model"], saved["state_dict"], atol=0)
     optim = loaded["state"]["optim"]["state"]
     if kind == "fsdp":  # stored by parameter name, as loaded
