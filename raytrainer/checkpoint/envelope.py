@@ -141,6 +141,7 @@ def commit(location: str, world_size: int, timeout: float = 600.0, poll: float =
     """
     deadline = time.monotonic() + timeout
     files: dict[str, dict] = {}
+    wait = min(0.005, poll)  # markers usually land within milliseconds: back off up to poll
     for rank in range(world_size):
         marker = storage.join(location, done_file(rank))
         while True:
@@ -152,7 +153,8 @@ def commit(location: str, world_size: int, timeout: float = 600.0, poll: float =
                     raise CheckpointError(f"checkpoint {storage.describe(location)}: rank "
                                           f"{rank} did not finish writing within "
                                           f"{timeout:.0f} s; left uncommitted") from None
-                time.sleep(poll)
+                time.sleep(wait)
+                wait = min(wait * 2, poll)
         files.update(json.loads(text))
     record = {"format_version": FORMAT_VERSION, "world_size": world_size, "layout": layout,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -131,13 +131,20 @@ def async_save(directory: str, state: dict[str, Any], process_group: Any = None)
         A future that completes once this rank's shards (and, on rank 0, DCP's metadata) are
         written. Its error names the location.
     """
+    from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
+
     what = f"write the sharded checkpoint {storage.describe(directory)}"
+    # One plain copy to CPU memory. Without a stager DCP stages through the writer, which
+    # copies the state two to three times over (see benchmarks/README.md, "FSDP vs DDP").
+    stager = DefaultStager(StagingOptions(use_pinned_memory=False, use_shared_memory=False,
+                                          use_async_staging=False, use_non_blocking_copy=False))
     inner = dcp.async_save(state, storage_writer=_writer(directory),
-                           process_group=process_group)
+                           process_group=process_group, async_stager=stager)
     inner = getattr(inner, "upload_completion", inner)  # AsyncSaveResponse in newer torch
     outer: Future = Future()
 
     def done(future: Future) -> None:
+        stager.close()  # drops the staged copy
         error = future.exception()
         if error is None:
             outer.set_result(None)

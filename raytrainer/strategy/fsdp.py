@@ -151,10 +151,10 @@ class FSDPStrategy(BaseStrategy):
         self._device = join_process_group(self.launcher, self.backend, self._device,
                                           type(self).__name__)
         super().setup(env_cfg)
-        if dist.get_world_size() > 1:
-            # DCP's collectives (and its background saves) run on their own gloo group, apart
-            # from training's collectives (as TorchTitan does for asynchronous checkpoints).
-            self.checkpoint_group = torch_dist.new_group(backend="gloo")
+        # DCP's collectives (and its background saves) run on their own gloo group, apart from
+        # training's collectives (as TorchTitan does for asynchronous checkpoints). Also on one
+        # rank: an NCCL default group cannot run DCP's CPU-side collectives.
+        self.checkpoint_group = torch_dist.new_group(backend="gloo")
 
     def build_context(self):
         """The context the runner builds the model in (the meta device with ``meta_init``)."""

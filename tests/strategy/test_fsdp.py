@@ -194,7 +194,8 @@ def test_a_torn_shard_on_s3_is_skipped_and_the_previous_checkpoint_resumed(
     work_dir = f"{s3_bucket}/fsdp"
     # trained with CPU offload and without resharding after forward: the same weights
     spawn(2, dict(strategy="fsdp", work_dir=work_dir, interval=10, by_epoch=False,
-                  save_last=False, strategy_options=dict(cpu_offload=True,
+                  save_last=False, auto_scale_lr=SCALE_LR,
+                  strategy_options=dict(cpu_offload=True,
                                                          reshard_after_forward=False)),
           str(tmp_path / "out"))
     root = f"{work_dir}/checkpoints"
