@@ -7,6 +7,8 @@ import torch.nn as nn
 
 from raytrainer.optim.optimizer import DefaultOptimWrapperConstructor, OptimWrapper
 
+from ...gloo_process import run_in_gloo_process
+
 _OPTIMIZER = dict(type="SGD", lr=0.1, momentum=0.9, weight_decay=1e-4)
 
 
@@ -138,22 +140,20 @@ def test_wrapped_model_uses_inner_parameter_names():
     assert plain.get_lr() == {"lr": [0.0, 0.0, 0.1, 0.1]}  # not unwrapped
 
 
-def test_ddp_wrapped_model_uses_inner_parameter_names(tmp_path):
-    import torch.distributed as dist
+def _ddp_lrs_and_bias_identity() -> tuple[dict, bool]:
+    """In a one-rank gloo process: the lrs of a DDP model's groups, and whether group 1
+    holds the inner module's bias itself."""
+    ddp = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(2, 2)))
+    paramwise_cfg = dict(custom_keys={"0.bias": dict(lr_mult=0.5)})
+    wrapper = DefaultOptimWrapperConstructor(dict(optimizer=dict(_OPTIMIZER)),
+                                             paramwise_cfg)(ddp)
+    return wrapper.get_lr(), wrapper.param_groups[1]["params"][0] is ddp.module[0].bias
 
-    if dist.is_initialized():
-        pytest.skip("a process group is already running")
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0,
-                            world_size=1)
-    try:
-        ddp = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(2, 2)))
-        paramwise_cfg = dict(custom_keys={"0.bias": dict(lr_mult=0.5)})
-        wrapper = DefaultOptimWrapperConstructor(dict(optimizer=dict(_OPTIMIZER)),
-                                                 paramwise_cfg)(ddp)
-        assert wrapper.get_lr() == {"lr": [0.1, 0.05]}
-        assert wrapper.param_groups[1]["params"][0] is ddp.module[0].bias
-    finally:
-        dist.destroy_process_group()
+
+def test_ddp_wrapped_model_uses_inner_parameter_names():
+    lrs, same_bias = run_in_gloo_process(_ddp_lrs_and_bias_identity)
+    assert lrs == {"lr": [0.1, 0.05]}
+    assert same_bias
 
 
 @pytest.mark.parametrize("paramwise_cfg, error, match", [

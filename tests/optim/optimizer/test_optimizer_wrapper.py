@@ -12,6 +12,7 @@ from torch.optim import SGD, Adam
 
 from raytrainer.optim.optimizer import OptimWrapper
 
+from ...gloo_process import run_in_gloo_process
 from ._helpers import assert_same_params, make_batches, make_model, mse
 
 
@@ -288,23 +289,19 @@ def test_parity_with_mmengine_optim_wrapper(message_hub, init_counts):
     assert message_hub.get_scalar("train/grad_norm").current() == theirs_norm
 
 
-def test_optim_context_disables_real_ddp_gradient_sync_mid_window(message_hub, tmp_path):
-    import torch.distributed as dist
+def _ddp_syncs_per_micro_step() -> list[bool]:
+    """In a one-rank gloo process: DDP's gradient-sync flag at each micro-step."""
+    ddp = nn.parallel.DistributedDataParallel(nn.Linear(3, 2))
+    wrapper = OptimWrapper(SGD(ddp.parameters(), lr=0.1), accumulative_counts=2)
+    wrapper.initialize_count_status(ddp, 0, 4)
+    syncs = []
+    for inputs, _ in make_batches(4):
+        with wrapper.optim_context(ddp):
+            syncs.append(ddp.require_backward_grad_sync)
+            loss = ddp(inputs).sum()
+        wrapper.update_params(loss)
+    return syncs
 
-    if dist.is_initialized():
-        pytest.skip("a process group is already running")
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0,
-                            world_size=1)
-    try:
-        ddp = nn.parallel.DistributedDataParallel(nn.Linear(3, 2))
-        wrapper = OptimWrapper(SGD(ddp.parameters(), lr=0.1), accumulative_counts=2)
-        wrapper.initialize_count_status(ddp, 0, 4)
-        syncs = []
-        for inputs, _ in make_batches(4):
-            with wrapper.optim_context(ddp):
-                syncs.append(ddp.require_backward_grad_sync)
-                loss = ddp(inputs).sum()
-            wrapper.update_params(loss)
-        assert syncs == [False, True, False, True]
-    finally:
-        dist.destroy_process_group()
+
+def test_optim_context_disables_real_ddp_gradient_sync_mid_window():
+    assert run_in_gloo_process(_ddp_syncs_per_micro_step) == [False, True, False, True]
