@@ -173,6 +173,18 @@ def split_checkpoint(checkpoint: Mapping[str, Any]) -> tuple[dict[str, Any], dic
     return shared, dict(checkpoint.get("meta", {})), checkpoint.get(RANK_STATE_KEY, {})
 
 
+def rank_share(checkpoint: Mapping[str, Any], rank: int) -> Mapping[str, Any]:
+    """What rank ``rank`` writes of ``checkpoint`` (:func:`write_rank_files`): all of it on rank
+    0; on the others only ``meta`` and the rank's own state, so an asynchronous save snapshots
+    no more than it writes. The DTensor check runs here on every rank all the same.
+    """
+    if rank == 0:
+        return checkpoint
+    for name, value in split_checkpoint(checkpoint)[0].items():
+        _refuse_sharded(value, name)
+    return {key: checkpoint[key] for key in ("meta", RANK_STATE_KEY) if key in checkpoint}
+
+
 def _refuse_sharded(value: Any, key: str) -> None:
     """A DTensor holds one rank's shard: written here it would silently lose the rest."""
     if isinstance(value, Mapping):

@@ -138,13 +138,13 @@ class CheckpointManager:
             group = runner.strategy.checkpoint_group
             if asynchronous:
                 future = sharded.async_save(sharded.shard_dir(location), tensors, group)
-                small = copy_to_cpu(checkpoint)
+                small = copy_to_cpu(full_state.rank_share(checkpoint, rank))
                 self._checkpointer().submit(lambda: (future.result(), finish(small)),
                                             storage.describe(location))
                 return location
             sharded.save(sharded.shard_dir(location), tensors, group)
         if asynchronous:
-            snapshot = copy_to_cpu(checkpoint)
+            snapshot = copy_to_cpu(full_state.rank_share(checkpoint, rank))
             self._checkpointer().submit(lambda: finish(snapshot), storage.describe(location))
         else:
             finish(checkpoint)

@@ -14,6 +14,8 @@ from raytrainer import checkpoint as ckpt
 from raytrainer import storage
 from raytrainer.checkpoint import envelope, full_state
 
+from ..gloo_process import run_in_gloo_process
+
 # 0.5 MiB and 2 MiB float32 tensors: chunks below and above the threaded-CRC threshold
 _BIG = 1 << 19
 
@@ -144,3 +146,39 @@ def test_single_file_checkpoints_load_from_local_paths_and_urls(storage_root):
         torch.save({"w": torch.ones(2)}, f)
     loaded = ckpt.load_checkpoint(location)
     assert torch.equal(loaded["state_dict"]["w"], torch.ones(2)) and loaded["meta"] == {}
+
+
+def test_other_ranks_snapshot_only_what_they_write(tmp_path):
+    checkpoint = _checkpoint()
+    assert full_state.rank_share(checkpoint, 0) is checkpoint
+    share = full_state.rank_share(checkpoint, 1)
+    assert set(share) == {"meta", ckpt.RANK_STATE_KEY}  # no model, optimizer or loop state
+    records = full_state.write_rank_files(str(tmp_path), share, rank=1)
+    assert set(records) == {full_state.rank_file(1)}
+    assert sorted(os.listdir(tmp_path)) == [full_state.rank_file(1)]
+
+
+def _sharded_tensor_errors(location: str) -> list[str]:
+    """In a one-rank gloo process: the errors for a DTensor in the model state, per rank."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Replicate
+
+    mesh = init_device_mesh("cpu", (1,))
+    checkpoint = _checkpoint()
+    checkpoint["state_dict"]["w"] = DTensor.from_local(torch.ones(4), mesh, [Replicate()])
+    errors = []
+    for attempt in (lambda: full_state.write_rank_files(location, checkpoint, 0),
+                    lambda: full_state.rank_share(checkpoint, 1)):
+        try:
+            attempt()
+        except ckpt.CheckpointError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+def test_a_sharded_tensor_is_refused_on_every_rank(tmp_path):
+    errors = run_in_gloo_process(_sharded_tensor_errors, str(tmp_path))
+    assert len(errors) == 2
+    for error in errors:
+        assert "checkpoint entry 'model.pt.state_dict.w' is a sharded tensor (DTensor)" in error
+    assert os.listdir(tmp_path) == []  # nothing written
