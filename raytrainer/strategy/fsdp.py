@@ -183,7 +183,10 @@ class FSDPStrategy(BaseStrategy):
             raise ValueError(f"FSDPStrategy: shard_modules {missing} name no submodule of "
                              f"{type(model).__name__}; its submodule classes are "
                              f"{sorted({type(m).__name__ for m in model.modules()})}")
-        fully_shard(model, **kwargs)
+        # The root stays gathered after forward (FSDP2's own default for the root): backward
+        # needs its parameters at once, so resharding them would only add an all-gather.
+        fully_shard(model, **dict(kwargs, reshard_after_forward=None
+                                  if self.reshard_after_forward else False))
         if self.meta_init:
             model.to_empty(device="cpu" if self.cpu_offload else self.device)
             for module in model.modules():
