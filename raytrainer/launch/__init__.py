@@ -3,12 +3,37 @@
 ``raytrainer.launch.train(cfg, num_workers=2)`` trains on an embedded local Ray instance or on
 the cluster named by ``address``/``RAY_ADDRESS``; ``val``/``test`` evaluate a checkpoint;
 ``tune(cfg, param_space=...)`` sweeps config keys with Ray Tune, one full run per trial.
+
+The names below are imported on first use, so a Runner that only registers
+:class:`RayReportHook` (every Runner does, through the hook registry) does not import Ray.
 """
-from .driver import LaunchResult, launch, test, train, val
-from .report_hook import RayReportHook
-from .run_spec import RunSpec, decide_run
-from .settings import RaySettings
-from .sweep import SweepResult, tune
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {"train": "driver", "val": "driver", "test": "driver", "launch": "driver",
+          "LaunchResult": "driver", "RayReportHook": "report_hook", "RunSpec": "run_spec",
+          "decide_run": "run_spec", "RaySettings": "settings", "tune": "sweep",
+          "SweepResult": "sweep"}
 
 __all__ = ["train", "val", "test", "launch", "LaunchResult", "RaySettings", "RunSpec",
            "decide_run", "RayReportHook", "tune", "SweepResult"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:  # a submodule, e.g. ``launch.driver``
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
