@@ -95,10 +95,53 @@ def _parse_command(command: str, where: str) -> argparse.Namespace:
         reason = stderr.getvalue().strip().splitlines()[-1:] or ["invalid arguments"]
         raise ManifestError(f"{where}: raytrainer's parser rejects {command!r}: "
                             f"{reason[0]}") from None
-    if args.command not in ("train", "val", "test"):
-        raise ManifestError(f"{where}: expected raytrainer train, val or test, got "
+    if args.command not in ("train", "val", "test", "tune"):
+        raise ManifestError(f"{where}: expected raytrainer train, val, test or tune, got "
                             f"{args.command!r}")
     return args
+
+
+def _image_file(path: str, what: str, where: str, config_root: Path) -> str:
+    """The local copy of a file the image holds (``path`` as the command names it)."""
+    relative = repo_path(path)
+    if relative is None:
+        raise ManifestError(f"{where}: {what} {path!r} is not in the image: expected a path "
+                            f"under {IMAGE_WORKDIR}/ or a storage URL")
+    local = config_root / relative
+    if not local.is_file():
+        raise ManifestError(f"{where}: {what} {path!r} does not exist in the image (no {local})")
+    return str(local)
+
+
+def _tune_settings(args: argparse.Namespace, where: str, config_root: Path) -> RaySettings:
+    """The Ray settings of one trial of the sweep ``args`` runs, after checking its space."""
+    from ..config import Config
+    from ..launch.sweep_space import check_space, load_space
+
+    if args.resume != "auto":
+        raise ManifestError(f"{where}: add --resume auto, so that a retried or re-submitted "
+                            "job continues its sweep (and a first one starts it)")
+    if not args.space:
+        raise ManifestError(f"{where}: raytrainer tune needs --space SPACE.py")
+    if "://" not in args.config:
+        args.config = _image_file(args.config, "config", where, config_root)
+    space = args.space if "://" in args.space else \
+        _image_file(args.space, "space file", where, config_root)
+    try:
+        cfg = Config.fromfile(args.config)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        check_space(cfg, load_space(space))
+        return RaySettings.from_config(cfg.get("ray"), num_workers=args.workers_per_trial)
+    except (ConfigError, OSError, ValueError) as exc:
+        raise ManifestError(f"{where}: {exc}") from None
+
+
+def concurrent_trials(command: str, where: str) -> int:
+    """Runs at once under ``command``: a sweep's ``--max-concurrent`` (1 when not given: the
+    job is sized for it), else 1."""
+    args = _parse_command(command, where)
+    return int(args.max_concurrent or 1) if args.command == "tune" else 1
 
 
 def run_settings(command: str, where: str, config_root: Path, *,
@@ -108,7 +151,7 @@ def run_settings(command: str, where: str, config_root: Path, *,
     from ..cli import load_config
 
     args = _parse_command(command, where)
-    if args.launcher != "ray" or args.address:
+    if getattr(args, "launcher", "ray") != "ray" or args.address:
         raise ManifestError(f"{where}: the run must use the cluster it is submitted to: drop "
                             "--launcher none and --address")
     if not args.work_dir or protocol_of(args.work_dir) in _NOT_SHARED:
@@ -121,16 +164,10 @@ def run_settings(command: str, where: str, config_root: Path, *,
         if is_secret_key(key.rsplit(".", 1)[-1]):
             raise ManifestError(f"{where}: --cfg-options {key}=... puts a secret inline; take it "
                                 "from a Secret (environment variables)")
+    if args.command == "tune":
+        return _tune_settings(args, where, config_root)
     if "://" not in args.config:
-        relative = repo_path(args.config)
-        if relative is None:
-            raise ManifestError(f"{where}: config {args.config!r} is not in the image: expected "
-                                f"a path under {IMAGE_WORKDIR}/ or a storage URL")
-        local = config_root / relative
-        if not local.is_file():
-            raise ManifestError(f"{where}: config {args.config!r} does not exist in the image "
-                                f"(no {local})")
-        args.config = str(local)
+        args.config = _image_file(args.config, "config", where, config_root)
     try:
         cfg = load_config(args)
         return RaySettings.from_config(cfg.get("ray"), num_workers=args.num_workers,
@@ -186,7 +223,8 @@ def check_manifest(doc: Any, config_root: Path | str) -> RaySettings:
     settings = run_settings(command, entry, Path(config_root), needs_resume=needs_resume)
     try:
         problem = placement_problem(settings, cluster["headGroupSpec"],
-                                    list(cluster.get("workerGroupSpecs") or []), share)
+                                    list(cluster.get("workerGroupSpecs") or []), share,
+                                    trials=concurrent_trials(command, entry))
     except ValueError as exc:  # a quantity that is not one
         raise ManifestError(f"{where}: {exc}") from None
     if problem:

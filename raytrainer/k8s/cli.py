@@ -13,6 +13,8 @@ from pathlib import Path
 HEADER = "Rendered by: {command}"
 REGENERATE = "Do not edit: re-render with the command above (python k8s/regenerate.py for all)."
 _DEFAULTS = {"secret": "raytrainer-s3", "memory_per_worker": "4Gi"}
+_TUNE_OPTIONS = ("num_samples", "scheduler", "metric", "mode", "workers_per_trial",
+                 "max_concurrent")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,10 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     k8s = subparsers.add_parser(
         "k8s", help="print a KubeRay RayJob or RayCluster manifest for a config",
         description="Render a KubeRay manifest that trains CONFIG on Kubernetes: a RayJob (runs "
-                    "`raytrainer train CONFIG --resume ...` and shuts down) or a RayCluster "
-                    "sized for that command (submit it with `ray job submit`). The manifest is "
+                    "`raytrainer train CONFIG --resume ...` and shuts down), a RayJob that "
+                    "sweeps it (tunejob: `raytrainer tune CONFIG --space SPACE --resume auto "
+                    "...`, workers for --max-concurrent trials) or a RayCluster sized for the "
+                    "training command (submit it with `ray job submit`). The manifest is "
                     "validated against KubeRay's schema before it is printed.")
-    k8s.add_argument("kind", choices=("rayjob", "raycluster"))
+    k8s.add_argument("kind", choices=("rayjob", "tunejob", "raycluster"))
     k8s.add_argument("config", help="config relative to the repository root (the image holds "
                                     "configs/ under /home/ray/raytrainer) or a storage URL")
     k8s.add_argument("--image", required=True, metavar="IMAGE",
@@ -43,6 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="the pods' service account, e.g. one bound to an IAM role (IRSA)")
     k8s.add_argument("--memory-per-worker", default=_DEFAULTS["memory_per_worker"],
                      metavar="QUANTITY", help="worker pod memory per Ray Train worker")
+    sweep = k8s.add_argument_group("tunejob (raytrainer tune flags)")
+    sweep.add_argument("--space", metavar="SPACE.py",
+                       help="search space file, relative to the repository root like CONFIG")
+    sweep.add_argument("--num-samples", type=int, metavar="N")
+    sweep.add_argument("--scheduler", choices=("asha", "pbt", "fifo"))
+    sweep.add_argument("--metric", metavar="KEY")
+    sweep.add_argument("--mode", choices=("max", "min"))
+    sweep.add_argument("--workers-per-trial", type=int, metavar="N")
+    sweep.add_argument("--max-concurrent", type=int, metavar="N",
+                       help="trials at once; the worker group is sized for them (default 1)")
     k8s.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     k8s.add_argument("--debug", action="store_true",
                      help="print the full traceback when the command fails")
@@ -56,6 +70,11 @@ def _command(args: argparse.Namespace) -> str:
         argv += ["--num-workers", str(args.num_workers)]
     if args.gpu:
         argv.append("--gpu")
+    if args.space is not None:
+        argv += ["--space", args.space]
+    for option in _TUNE_OPTIONS:
+        if getattr(args, option) is not None:
+            argv += ["--" + option.replace("_", "-"), str(getattr(args, option))]
     for option in ("name", "secret", "service_account", "memory_per_worker"):
         value = getattr(args, option)
         if value is not None and value != _DEFAULTS.get(option):
@@ -70,11 +89,18 @@ def render_text(args: argparse.Namespace, config_root: Path) -> str:
     from .checks import check_manifest, run_settings
     from .render import RenderRequest, render, to_yaml
 
+    tune_given = [option for option in ("space", *_TUNE_OPTIONS)
+                  if getattr(args, option) is not None]
+    if args.kind != "tunejob" and tune_given:
+        raise ValueError(f"--{tune_given[0].replace('_', '-')} is a tunejob option")
+    if args.kind == "tunejob" and args.num_workers is not None:
+        raise ValueError("tunejob: use --workers-per-trial instead of --num-workers")
     request = RenderRequest(
         kind=args.kind, config=args.config, image=args.image, work_dir=args.work_dir,
         num_workers=args.num_workers, gpu=args.gpu, cfg_options=list(args.cfg_options),
         name=args.name, secret=args.secret, service_account=args.service_account,
-        memory_per_worker=args.memory_per_worker)
+        memory_per_worker=args.memory_per_worker, space=args.space,
+        tune={option: getattr(args, option) for option in _TUNE_OPTIONS})
     settings = run_settings(request.entrypoint(), "CONFIG", config_root, needs_resume=True)
     doc = render(request, settings)
     check_manifest(doc, config_root)

@@ -1,4 +1,5 @@
-"""Rendering RayJob and RayCluster manifests that run one raytrainer config at a given scale.
+"""Rendering RayJob and RayCluster manifests that run one raytrainer config at a given scale
+(a training run, or a sweep whose concurrent trials each get their workers).
 
 One Ray Train worker per worker pod (all of them in one pod with ``STRICT_PACK``), each pod
 sized to what a worker asks Ray for; a head pod that holds no workers (``num-cpus: "0"``) and
@@ -31,6 +32,9 @@ TTL_SECONDS_AFTER_FINISHED = 300
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _GPU = "nvidia.com/gpu"
 _SIZED = ("CPU", "GPU", "memory")
+# raytrainer tune flags a tunejob passes on, in this order
+TUNE_FLAGS = ("num_samples", "scheduler", "metric", "mode", "workers_per_trial",
+              "max_concurrent")
 
 
 @dataclass
@@ -38,7 +42,7 @@ class RenderRequest:
     """What to render (the ``raytrainer k8s`` arguments).
 
     Attributes:
-        kind: ``"rayjob"`` or ``"raycluster"``.
+        kind: ``"rayjob"``, ``"tunejob"`` (a RayJob that runs a sweep) or ``"raycluster"``.
         config: The config, relative to the repository root (the image holds it under
             ``IMAGE_WORKDIR``) or a storage URL.
         image: The image built from ``k8s/Dockerfile``.
@@ -50,6 +54,9 @@ class RenderRequest:
         secret: The Secret whose keys become the pods' environment (AWS_* ...); "" for none.
         service_account: The pods' service account (IAM roles for service accounts).
         memory_per_worker: Memory of a worker pod per Ray Train worker it holds.
+        space: ``tunejob``: the search space file (like ``config``, as the image holds it).
+        tune: ``tunejob``: more ``raytrainer tune`` flags by name (``num_samples``,
+            ``scheduler``, ``metric``, ``mode``, ``workers_per_trial``, ``max_concurrent``).
     """
 
     kind: str
@@ -63,9 +70,14 @@ class RenderRequest:
     secret: str = "raytrainer-s3"
     service_account: str | None = None
     memory_per_worker: str = "4Gi"
+    space: str | None = None
+    tune: dict[str, Any] = field(default_factory=dict)
 
     def entrypoint(self) -> str:
-        """The ``raytrainer train`` command the job runs (or the cluster is sized for)."""
+        """The ``raytrainer train`` (or, for a ``tunejob``, ``raytrainer tune``) command the
+        job runs, or the cluster is sized for."""
+        if self.kind == "tunejob":
+            return self._tune_entrypoint()
         argv = ["raytrainer", "train", image_path(self.config), "--work-dir", self.work_dir]
         if self.num_workers is not None:
             argv += ["--num-workers", str(self.num_workers)]
@@ -75,6 +87,26 @@ class RenderRequest:
         if self.cfg_options:
             argv += ["--cfg-options", *self.cfg_options]
         return shlex.join(argv)
+
+    def _tune_entrypoint(self) -> str:
+        if not self.space:
+            raise ValueError("tunejob: --space is required (the search space file)")
+        argv = ["raytrainer", "tune", image_path(self.config), "--space", image_path(self.space),
+                "--work-dir", self.work_dir]
+        for name in TUNE_FLAGS:
+            if self.tune.get(name) is not None:
+                argv += ["--" + name.replace("_", "-"), str(self.tune[name])]
+        argv += ["--resume", "auto"]  # a retried job continues its sweep; a first one starts it
+        options = list(self.cfg_options)
+        if self.gpu:
+            options.append("ray.use_gpu=True")
+        if options:
+            argv += ["--cfg-options", *options]
+        return shlex.join(argv)
+
+    def trials(self) -> int:
+        """Trials that run at once (what the worker group is sized for)."""
+        return int(self.tune.get("max_concurrent") or 1) if self.kind == "tunejob" else 1
 
     def resource_name(self) -> str:
         if self.name is not None:
@@ -127,7 +159,7 @@ def _worker_group(req: RenderRequest, settings: RaySettings) -> dict:
         raise ValueError(f"ray.resources_per_worker: raytrainer k8s sizes pods for CPU, GPU and "
                          f"memory, not {unsized}; write the worker group yourself")
     per_pod = settings.num_workers if settings.placement_strategy == "STRICT_PACK" else 1
-    pods = settings.num_workers // per_pod
+    pods = settings.num_workers // per_pod * req.trials()
     memory = max(float(parse_quantity(req.memory_per_worker)), demand.get("memory", 0.0))
     amounts = {"cpu": str(max(1, math.ceil(demand.get("CPU", 0.0) * per_pod))),
                "memory": _memory(memory * per_pod)}
@@ -157,6 +189,7 @@ def render(req: RenderRequest, settings: RaySettings) -> dict:
         metadata["annotations"] = {ENTRYPOINT_ANNOTATION: req.entrypoint()}
         return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": metadata,
                 "spec": _cluster_spec(req, settings)}
+    # rayjob and tunejob: a job that runs its entrypoint on a cluster of its own
     return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": metadata, "spec": {
         "entrypoint": req.entrypoint(),
         "shutdownAfterJobFinishes": True,

@@ -60,8 +60,9 @@ def group_pods(group: Mapping) -> int:
 
 
 def placement_problem(settings: RaySettings, head: Mapping, worker_groups: list[Mapping],
-                      head_share: Mapping[str, float]) -> str | None:
-    """Why the run's workers cannot be placed on these pods, or None when they can.
+                      head_share: Mapping[str, float], trials: int = 1) -> str | None:
+    """Why the run's workers (those of ``trials`` runs at once, for a sweep) cannot be placed
+    on these pods, or None when they can.
 
     ``head_share`` is what the job's driver reserves on the head (``entrypointNumCpus`` ...); the
     rest of the head's resources hold workers too, so a head started with ``num-cpus: "0"``
@@ -82,15 +83,18 @@ def placement_problem(settings: RaySettings, head: Mapping, worker_groups: list[
         pods = group_pods(group)
         slots += [per_pod] * pods
         described.append(f"{group.get('groupName')}: {pods} pod(s) x {per_pod}")
-    needed = settings.num_workers
+    per_run = settings.num_workers
+    needed = per_run * trials
     strategy = settings.placement_strategy
-    if strategy == "STRICT_PACK":
-        placed = max(slots)
-    elif strategy == "STRICT_SPREAD":
-        placed = sum(1 for count in slots if count > 0)
+    if strategy == "STRICT_PACK":  # each run's workers in one pod
+        placed = max(slots) if trials == 1 else \
+            min(sum(count // per_run for count in slots), trials) * per_run
+    elif strategy == "STRICT_SPREAD":  # at most one worker of each run per pod
+        placed = sum(min(count, trials) for count in slots)
     else:
         placed = sum(slots)
     if placed >= needed:
         return None
-    return (f"{needed} Ray Train worker(s) of {demand} each do not fit ({strategy}): the pods "
-            f"hold {placed} ({'; '.join(described)})")
+    runs = f" ({trials} trials x {per_run})" if trials > 1 else ""
+    return (f"{needed} Ray Train worker(s){runs} of {demand} each do not fit ({strategy}): the "
+            f"pods hold {placed} ({'; '.join(described)})")

@@ -59,7 +59,9 @@ class SweepOptions:
         workers_per_trial: Ray Train workers of each trial (default: ``ray.num_workers``).
         max_concurrent: Trials running at once (default: as many as fit the cluster).
         trial_cpus: CPUs the trial function holds besides its workers (it only waits on them).
-        resume: Continue the sweep in ``work_dir`` (finished trials are not run again).
+        resume: Continue the sweep in ``work_dir`` (finished trials are not run again);
+            ``'auto'``: continue it if there is one, else start it (for jobs that are retried
+            or re-submitted, e.g. a KubeRay RayJob).
         resume_errored: With ``resume``, run errored trials again from their checkpoints.
         scheduler_options: More keyword arguments for the Ray Tune scheduler.
     """
@@ -73,7 +75,7 @@ class SweepOptions:
     workers_per_trial: int | None = None
     max_concurrent: int | None = None
     trial_cpus: float = 0
-    resume: bool = False
+    resume: bool | str = False
     resume_errored: bool = False
     scheduler_options: dict | None = None
 
@@ -97,6 +99,8 @@ class SweepOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"tune.{name} must be a positive integer, got {value!r}")
+        if self.resume not in (True, False, "auto"):
+            raise ConfigError(f"tune.resume must be True, False or 'auto', got {self.resume!r}")
         if not self.space:
             raise ConfigError("the sweep has no search space; pass --space SPACE.py or set "
                               "tune.space in the config")
@@ -217,6 +221,22 @@ def fitting_trials(settings: RaySettings, trial_cpus: float, max_concurrent: int
         "--workers-per-trial or --max-concurrent, or join a bigger cluster with --address")
 
 
+def restores(resume: bool | str, found: bool, where: str) -> bool:
+    """Whether a sweep with ``resume`` (True, False or ``'auto'``) continues the one at
+    ``where``, given whether one was ``found`` there.
+
+    Raises:
+        ConfigError: ``resume=True`` and there is no sweep to continue.
+    """
+    if not resume or found:
+        return bool(resume)
+    if resume != "auto":
+        raise ConfigError(f"--resume: {where} holds no sweep to resume (no tune/ experiment); "
+                          "start it without --resume, or use --resume auto")
+    print_log(f"--resume auto: no sweep in {where} yet; starting it", logger="current")
+    return False
+
+
 def _tuner(cfg: Config, options: SweepOptions, settings: RaySettings, sweep_dir: str,
            concurrent: int, scheduler, searcher):
     from ray import tune
@@ -233,10 +253,9 @@ def _tuner(cfg: Config, options: SweepOptions, settings: RaySettings, sweep_dir:
     space = _grid(options.space) if options.search == "grid" else dict(options.space)
     filesystem, path = storage.to_pyarrow(sweep_dir)
     tune_path = posixpath.join(path, TUNE_DIR)
-    if options.resume:
-        if not tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem):
-            raise ConfigError(f"--resume: {storage.describe(sweep_dir)} holds no sweep to "
-                              "resume (no tune/ experiment); start it without --resume")
+    if options.resume and restores(
+            options.resume, tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem),
+            storage.describe(sweep_dir)):
         print_log(f"resuming the sweep in {storage.describe(sweep_dir)}", logger="current")
         return tune.Tuner.restore(tune_path, trainable=trainable, param_space=space,
                                   resume_unfinished=True, resume_errored=options.resume_errored,

@@ -45,9 +45,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="trials at once (default: as many as fit the cluster)")
     parser.add_argument("--work-dir", help="the sweep directory (path or URL); trial "
                         "work_dirs, results and best_config.py go there")
-    parser.add_argument("--resume", action="store_true",
+    parser.add_argument("--resume", nargs="?", const=True, default=False, type=_resume_value,
+                        metavar="auto",
                         help="continue the sweep in --work-dir: finished trials are kept, "
-                             "unfinished ones continue from their latest committed checkpoint")
+                             "unfinished ones continue from their latest committed checkpoint; "
+                             "'--resume auto' starts the sweep when there is none yet (for "
+                             "retried jobs)")
     parser.add_argument("--resume-errored", action="store_true",
                         help="with --resume, also run errored trials again")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
@@ -60,6 +63,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="also print Ray's own output")
     parser.set_defaults(handler=run)
     return parser
+
+
+def _resume_value(text: str) -> str:
+    if text != "auto":
+        raise argparse.ArgumentTypeError(f"expected 'auto' or nothing, got {text!r}")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

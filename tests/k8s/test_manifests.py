@@ -2,9 +2,11 @@
 render; and what the checks reject."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 
 import pytest
+import yaml
 
 from raytrainer.k8s.checks import ENTRYPOINT_ANNOTATION, ManifestError, check_manifest
 from raytrainer.k8s.image import RAY_VERSION
@@ -20,9 +22,11 @@ def _regenerate():
 
 
 def test_k8s_holds_cpu_and_gpu_jobs_and_a_cluster():
-    kinds = sorted((doc["kind"], bool(doc["spec"].get("entrypoint", "").count("--gpu")))
+    kinds = sorted((doc["kind"], bool(doc["spec"].get("entrypoint", "").count("--gpu")),
+                    doc["spec"].get("entrypoint", "").split(" ")[1:2])
                    for _, doc in ray_documents())
-    assert kinds == [("RayCluster", False), ("RayJob", False), ("RayJob", True)]
+    assert kinds == [("RayCluster", False, []), ("RayJob", False, ["train"]),
+                     ("RayJob", False, ["tune"]), ("RayJob", True, ["train"])]
 
 
 @pytest.mark.parametrize(("name", "doc"), ray_documents(), ids=[n for n, _ in ray_documents()])
@@ -203,3 +207,38 @@ def test_a_job_without_its_own_cluster_is_not_waved_through(cpu_job):
     cpu_job["spec"]["clusterSelector"] = {"ray.io/cluster": "shared"}
     with pytest.raises(ManifestError, match="spec.rayClusterSpec: missing"):
         check_manifest(cpu_job, ROOT)
+
+
+@pytest.fixture
+def tune_job() -> dict:
+    return copy.deepcopy(yaml.safe_load((ROOT / "k8s" / "rayjob-digits-tune.yaml").read_text()))
+
+
+def test_tune_job_has_workers_for_its_concurrent_trials(tune_job):
+    entrypoint = tune_job["spec"]["entrypoint"]
+    assert entrypoint.startswith("raytrainer tune /home/ray/raytrainer/configs/digits/mlp.py "
+                                 "--space /home/ray/raytrainer/configs/digits/lr_space.py ")
+    assert entrypoint.endswith("--workers-per-trial 2 --max-concurrent 2 --resume auto")
+    (group,) = tune_job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    assert group["replicas"] == 4  # 2 trials x 2 workers, one pod each
+    assert check_manifest(tune_job, ROOT).num_workers == 2  # per trial
+    group["replicas"] = group["minReplicas"] = group["maxReplicas"] = 3
+    with pytest.raises(ManifestError, match=r"4 Ray Train worker\(s\) \(2 trials x 2\) .* do "
+                                            r"not fit .*the pods hold 3"):
+        check_manifest(tune_job, ROOT)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda e: e.replace(" --resume auto", " --resume"), "add --resume auto"),
+    (lambda e: e.replace(" --resume auto", ""), "add --resume auto"),
+    (lambda e: e.replace("lr_space.py", "no_space.py"),
+     "space file '/home/ray/raytrainer/configs/digits/no_space.py' does not exist in the image"),
+    (lambda e: e.replace(" --resume auto", " --resume auto --cfg-options "
+                                           "optim_wrapper.optimizer=None"),
+     "space key 'optim_wrapper.optimizer.lr'"),
+])
+def test_tune_job_must_resume_auto_and_name_a_space_that_fits_its_config(tune_job, change,
+                                                                           message):
+    tune_job["spec"]["entrypoint"] = change(tune_job["spec"]["entrypoint"])
+    with pytest.raises(ManifestError, match=message):
+        check_manifest(tune_job, ROOT)

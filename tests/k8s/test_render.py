@@ -115,6 +115,34 @@ def test_bad_input_fails_with_a_message_naming_it(monkeypatch, args, message):
     assert message in err
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["rayjob", "configs/digits/mlp.py", "--space", "configs/digits/lr_space.py"],
+     "--space is a tunejob option"),
+    (["tunejob", "configs/digits/mlp.py"], "tunejob: --space is required"),
+    (["tunejob", "configs/digits/mlp.py", "--space", "configs/digits/lr_space.py",
+      "--num-workers", "2"], "tunejob: use --workers-per-trial instead of --num-workers"),
+])
+def test_tune_options_belong_to_tunejob(monkeypatch, args, message):
+    code, out, err = k8s(*args, "--image", IMAGE, "--work-dir", WORK_DIR, monkeypatch=monkeypatch)
+    assert code == 1 and out == ""
+    assert message in err
+
+
+def test_tunejob_gpu_sizes_gpu_pods_for_every_concurrent_trial(monkeypatch):
+    code, out, err = k8s("tunejob", "configs/digits/mlp.py", "--space",
+                         "configs/digits/lr_space.py", "--gpu", "--workers-per-trial", "2",
+                         "--max-concurrent", "3", "--metric", "val/accuracy/top1", "--image",
+                         IMAGE, "--work-dir", WORK_DIR, monkeypatch=monkeypatch)
+    assert code == 0, err
+    doc = yaml.safe_load(out)
+    assert doc["spec"]["entrypoint"].endswith(
+        "--resume auto --cfg-options ray.use_gpu=True")  # raytrainer tune has no --gpu
+    (group,) = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    assert group["replicas"] == 6
+    assert group["template"]["spec"]["containers"][0]["resources"]["limits"][
+        "nvidia.com/gpu"] == "1"
+
+
 def test_local_work_dir_is_refused(monkeypatch):
     code, _, err = k8s("rayjob", "configs/digits/mlp.py", "--image", IMAGE, "--work-dir",
                        "work_dirs/x", monkeypatch=monkeypatch)

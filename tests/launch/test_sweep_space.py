@@ -8,7 +8,7 @@ from ray import tune
 
 from raytrainer import cli
 from raytrainer.config import Config, ConfigError
-from raytrainer.launch.sweep import SweepOptions, format_table
+from raytrainer.launch.sweep import SweepOptions, format_table, restores
 from raytrainer.launch.sweep_space import check_space, load_space, trial_dirname
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -58,6 +58,7 @@ def test_cli_rejects_a_bad_space_key_before_starting_anything(tmp_path, capsys):
     (dict(space={"a": 1}), "tune.metric is not set"),
     (dict(space={"a": 1}, metric="m", samples=3), r"tune: unknown key\(s\) \['samples'\]"),
     (dict(metric="m"), "the sweep has no search space"),
+    (dict(space={"a": 1}, metric="m", resume="yes"), "tune.resume must be True, False or 'auto'"),
 ])
 def test_sweep_options_name_the_bad_key(section, message):
     with pytest.raises(ConfigError, match=message):
@@ -87,3 +88,25 @@ def test_the_configs_tune_section_is_checked_like_a_space_file(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "search space key 'train_dataloader.batchsize'" in err
     assert "did you mean 'train_dataloader.batch_size'" in err
+
+
+def test_resume_auto_continues_a_sweep_if_there_is_one_else_starts_it(capsys):
+    assert restores("auto", True, "s3://b/sweep") is True
+    assert restores("auto", False, "s3://b/sweep") is False
+    assert restores(True, True, "s3://b/sweep") is True
+    assert restores(False, True, "s3://b/sweep") is False
+    with pytest.raises(ConfigError, match=r"--resume: s3://b/sweep holds no sweep to resume"):
+        restores(True, False, "s3://b/sweep")
+
+
+@pytest.mark.parametrize("flags, resume", [([], False), (["--resume"], True),
+                                           (["--resume", "auto"], "auto")])
+def test_tune_cli_resume_flag(flags, resume):
+    args = cli.build_parser().parse_args(["tune", "c.py", *flags, "--work-dir", "w"])
+    assert args.resume == resume
+
+
+def test_tune_cli_rejects_another_resume_value(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["tune", "c.py", "--resume", "always"])
+    assert "expected 'auto' or nothing, got 'always'" in capsys.readouterr().err

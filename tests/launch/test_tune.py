@@ -133,7 +133,7 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
                      "tune.grid_search([0.1, 0.05])}\n")
     command = [sys.executable, "-m", "raytrainer.cli", "tune", str(config), "--space",
                str(space), "--metric", METRIC, "--workers-per-trial", "1",
-               "--max-concurrent", "1", "--work-dir", str(sweep_dir)]
+               "--max-concurrent", "1", "--work-dir", str(sweep_dir), "--resume", "auto"]
     # The sweep driver joins the test cluster (as under `ray job submit`); when it dies, Ray
     # ends its job: the trial actors, their Ray Train controllers and workers.
     env = dict(ray_cluster.env, RAY_ADDRESS=ray_cluster.address)
@@ -157,7 +157,8 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     assert len(finished) == 1 and len(interrupted) == 1
     runs_before = {d: sorted(os.listdir(d)) for d in trial_dirs}
 
-    code = cli.main([*command[3:], "--resume", "--address", ray_cluster.address])
+    # `--resume auto` started the sweep above (there was none) and now continues it
+    code = cli.main([*command[3:], "--address", ray_cluster.address])
     assert code == 0
     assert sorted(os.listdir(finished[0])) == runs_before[finished[0]]  # not run again
     (resumed,) = _results(interrupted[0])
