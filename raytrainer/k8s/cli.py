@@ -13,8 +13,6 @@ from pathlib import Path
 HEADER = "Rendered by: {command}"
 REGENERATE = "Do not edit: re-render with the command above (python k8s/regenerate.py for all)."
 _DEFAULTS = {"secret": "raytrainer-s3", "memory_per_worker": "4Gi"}
-_TUNE_OPTIONS = ("num_samples", "scheduler", "metric", "mode", "workers_per_trial",
-                 "max_concurrent")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _command(args: argparse.Namespace) -> str:
     """The canonical command line for ``args`` (without ``--output``)."""
+    from .render import TUNE_FLAGS
+
     argv = ["raytrainer", "k8s", args.kind, args.config, "--image", args.image,
             "--work-dir", args.work_dir]
     if args.num_workers is not None:
@@ -72,7 +72,7 @@ def _command(args: argparse.Namespace) -> str:
         argv.append("--gpu")
     if args.space is not None:
         argv += ["--space", args.space]
-    for option in _TUNE_OPTIONS:
+    for option in TUNE_FLAGS:
         if getattr(args, option) is not None:
             argv += ["--" + option.replace("_", "-"), str(getattr(args, option))]
     for option in ("name", "secret", "service_account", "memory_per_worker"):
@@ -87,9 +87,9 @@ def _command(args: argparse.Namespace) -> str:
 def render_text(args: argparse.Namespace, config_root: Path) -> str:
     """The checked manifest for ``args`` as YAML, headed by the command that renders it."""
     from .checks import check_manifest, run_settings
-    from .render import RenderRequest, render, to_yaml
+    from .render import TUNE_FLAGS, RenderRequest, render, to_yaml
 
-    tune_given = [option for option in ("space", *_TUNE_OPTIONS)
+    tune_given = [option for option in ("space", *TUNE_FLAGS)
                   if getattr(args, option) is not None]
     if args.kind != "tunejob" and tune_given:
         raise ValueError(f"--{tune_given[0].replace('_', '-')} is a tunejob option")
@@ -100,7 +100,7 @@ def render_text(args: argparse.Namespace, config_root: Path) -> str:
         num_workers=args.num_workers, gpu=args.gpu, cfg_options=list(args.cfg_options),
         name=args.name, secret=args.secret, service_account=args.service_account,
         memory_per_worker=args.memory_per_worker, space=args.space,
-        tune={option: getattr(args, option) for option in _TUNE_OPTIONS})
+        tune={option: getattr(args, option) for option in TUNE_FLAGS})
     settings = run_settings(request.entrypoint(), "CONFIG", config_root, needs_resume=True)
     doc = render(request, settings)
     check_manifest(doc, config_root)
