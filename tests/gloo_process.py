@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a process group's rendezvous)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -44,7 +45,7 @@ def run_in_gloo_process(fn: Callable, *args: Any, timeout: float = 120.0) -> Any
     """
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(fn, args, _free_port(), send), daemon=True)
+    process = context.Process(target=_child, args=(fn, args, free_port(), send), daemon=True)
     process.start()
     send.close()
     try:

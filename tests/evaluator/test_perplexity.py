@@ -1,7 +1,6 @@
 """Perplexity: exp of the mean per-token NLL, accumulated over batches and gathered over ranks."""
 import math
 import os
-import socket
 import traceback
 
 import pytest
@@ -11,6 +10,8 @@ import torch.nn.functional as F
 
 from raytrainer.evaluator import Evaluator, Perplexity
 from raytrainer.model import CharTransformer
+
+from ..gloo_process import free_port
 
 WORLD_SIZE = 2
 
@@ -71,11 +72,6 @@ def test_unusable_predictions_are_rejected():
         Perplexity().process(None, [dict(loss=1.0)])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _rank_evaluates(rank: int, port: int, out_dir: str, nll: torch.Tensor,
                     tokens: torch.Tensor) -> None:
@@ -107,7 +103,7 @@ def test_two_ranks_give_the_single_process_value_without_sampler_padding(tmp_pat
     single.process(None, (nll, tokens))
     expected = single.evaluate(size=5)
     assert expected["nll"] == pytest.approx(23.0 / 15.0)
-    mp.spawn(_rank_evaluates, args=(_free_port(), str(tmp_path), nll, tokens),
+    mp.spawn(_rank_evaluates, args=(free_port(), str(tmp_path), nll, tokens),
              nprocs=WORLD_SIZE, join=True)
     for rank in range(WORLD_SIZE):
         result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)

@@ -1,7 +1,6 @@
 """SyncBuffersHook: BatchNorm statistics averaged across two real gloo ranks."""
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 
 import torch
@@ -11,6 +10,8 @@ import torch.nn as nn
 
 from raytrainer.hooks.sync_buffers_hook import SyncBuffersHook
 from raytrainer.registry import HOOKS
+
+from ..gloo_process import free_port
 
 WORLD_SIZE = 2
 
@@ -49,11 +50,6 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     finally:
         torch_dist.destroy_process_group()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_buffers_are_averaged_across_two_gloo_ranks(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import traceback
 
 import torch
@@ -16,6 +15,7 @@ from raytrainer.hooks import Hook
 from raytrainer.model import BaseModel
 from raytrainer.registry import HOOKS, MODELS
 from raytrainer.runner import Runner
+from tests.gloo_process import free_port
 from tests.runner.helpers import digits_loader
 
 
@@ -59,11 +59,6 @@ class LossRecorder(Hook):
             runner.__dict__.setdefault("recorded_norms", []).append(
                 runner.message_hub.get_scalar("train/grad_norm").current())
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def strategy_cfg(kind: str, **options) -> dict:

@@ -3,7 +3,6 @@ what training does; MMEngine's ``model_wrapper_cfg``/``find_unused_parameters`` 
 from __future__ import annotations
 
 import os
-import socket
 import traceback
 
 import pytest
@@ -16,6 +15,8 @@ from raytrainer.registry import MODELS
 from raytrainer.runner import Runner
 from raytrainer.strategy import DDPStrategy, ddp_strategy_cfg
 from tests.runner.helpers import runner_kwargs
+
+from ..gloo_process import free_port
 
 WORLD_SIZE = 2
 
@@ -36,11 +37,6 @@ class HalfUsedMLP(BaseModel):
             return dict(loss=nn.functional.cross_entropy(logits, torch.as_tensor(data_samples)))
         return logits
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _TwoBranches(nn.Module):
@@ -110,7 +106,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out)), nprocs=WORLD_SIZE, join=True)
     results = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
     for result in results:
         assert "error" not in result, result["error"]
