@@ -39,6 +39,7 @@ from .console import RunConsole
 from .failures import FailFastTorchTrainer
 from .paths import import_roots, resolve_locations
 from .preflight import preflight
+from .ray_record import reconcile_ray_record, snapshot_location
 from .run_spec import RunSpec, decide_run
 from .settings import RaySettings
 from .worker import Secret, train_loop_per_worker
@@ -96,15 +97,13 @@ def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
     ones used: Ray would delete the earlier run's checkpoints, and a delete that lags behind
     could remove a new checkpoint saved under an old name. Without the snapshot Ray only deletes
     what this launch registers; the CheckpointHook owns the rest (it never deletes another
-    lineage's checkpoints).
+    lineage's checkpoints). A continuing run keeps the record, less the checkpoints that are
+    no longer on storage (:func:`~raytrainer.launch.ray_record.reconcile_ray_record`).
     """
     if cfg.get("resume") in (True, "auto") and spec.resume:
+        reconcile_ray_record(spec.work_dir)  # a checkpoint deleted by hand leaves the record
         return
-    try:
-        from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
-    except ImportError:  # pragma: no cover - the name Ray 2.60 uses
-        CHECKPOINT_MANAGER_SNAPSHOT_FILENAME = "checkpoint_manager_snapshot.json"
-    snapshot = storage.join(spec.work_dir, CHECKPOINT_MANAGER_SNAPSHOT_FILENAME)
+    snapshot = snapshot_location(spec.work_dir)
     if storage.exists(snapshot):
         storage.remove(snapshot)
         print_log(f"{storage.describe(spec.work_dir)} held an earlier Ray run: Ray's record of "

@@ -1,16 +1,19 @@
 """Retention on Ray holds across worker restarts and resubmissions: at most max_keep_ckpts
-regular checkpoints remain, also when a worker dies between a commit and its report."""
+regular checkpoints remain, also when a worker dies between a commit and its report; Ray's
+record of the checkpoints follows a checkpoint deleted by hand."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 
 import pytest
 
 from raytrainer import checkpoint as ckpt
-from raytrainer import launch
+from raytrainer import cli, launch
 
 from .conftest import Killer
-from .test_ray_train import digits_cfg
+from .test_ray_train import attempts, digits_cfg
 
 KEEP = 3
 EVERY = 4  # 23 iterations per epoch and rank
@@ -52,3 +55,27 @@ def test_retention_holds_after_a_worker_kill_and_a_resubmission(ray_cluster, tmp
     cfg.merge_from_dict({"train_cfg.max_epochs": 3})
     launch.train(cfg, num_workers=2)  # the resubmission with resume=True
     assert _regular(tmp_path) == ["iter_64", "iter_68", "iter_69"]
+
+
+def test_resume_after_an_old_checkpoint_was_deleted_by_hand(ray_cluster, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = digits_cfg(tmp_path / "work", out)
+    cfg.merge_from_dict({"train_cfg.max_epochs": 1, "default_hooks.checkpoint.interval": EVERY,
+                         "default_hooks.checkpoint.max_keep_ckpts": KEEP})
+    launch.train(cfg, num_workers=1)
+    before = _regular(tmp_path)
+    assert len(before) == KEEP
+    shutil.rmtree(tmp_path / "work" / "checkpoints" / before[0])  # by hand, Ray still lists it
+
+    config = tmp_path / "digits.py"
+    cfg.dump(str(config))
+    code = cli.main(["train", str(config), "--num-workers", "1", "--resume",
+                     "--cfg-options", "train_cfg.max_epochs=2"])
+    assert code == 0
+    resumed = attempts(out)[-1]
+    assert resumed["resumed_from"].endswith("/checkpoints/" + before[-1])
+    assert resumed["start_iter"] == int(before[-1].split("_")[1])
+    record = json.loads((tmp_path / "work" / "checkpoint_manager_snapshot.json").read_text())
+    listed = [r["checkpoint_dir_name"] for r in record["checkpoint_results"]]
+    assert listed == [f"checkpoints/{name}" for name in _regular(tmp_path)]
