@@ -8,9 +8,10 @@ else in raytrainer opens user-given paths with ``open`` or ``os``.
 
 Modules: ``options`` (default fsspec options, ``RAYTRAINER_STORAGE_OPTIONS``), ``location``
 (URL → filesystem, ``join``), ``redaction`` (``redact``, ``describe``), ``errors``
-(``StorageError``, ``is_transient``), ``retry`` (``call_with_retries``), ``files`` (whole-file
+(``StorageError``, ``is_transient``), ``s3`` (S3 timeouts and HTTP session defaults),
+``retry`` (``call_with_retries``), ``files`` (whole-file
 operations, ``file_crc32``, ``local_path``), ``streams`` (output/input/append streams),
-``arrow`` (``to_pyarrow``).
+``arrow`` (``to_pyarrow``, the retrying ``RetryingFSSpecHandler`` Ray is given).
 """
 import fsspec
 

@@ -185,13 +185,15 @@ def _expectation(exc: BaseException) -> str:
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def storage_error(exc: BaseException, description: str, attempts: int = 1) -> StorageError:
+def storage_error(exc: BaseException, description: str, attempts: int = 1,
+                  seconds: float | None = None) -> StorageError:
     """The :class:`StorageError` to raise for ``exc`` (the caller raises it ``from exc``).
 
     Args:
         exc: The last exception.
         description: What was attempted, naming the location (``'write s3://b/k'``).
         attempts: How many times it was tried.
+        seconds: How long it was tried, when the retry deadline ended the tries.
 
     Returns:
         A :class:`StorageNotFoundError`, :class:`StoragePermissionError` or
@@ -199,6 +201,8 @@ def storage_error(exc: BaseException, description: str, attempts: int = 1) -> St
     """
     message = f"storage: cannot {redact_text(description)}: {error_detail(exc)}"
     notes = [f"gave up after {attempts} attempts"] if attempts > 1 else []
+    if seconds is not None:
+        notes.append(f"tried for {seconds:.0f} s, the retry deadline")
     expected = _expectation(exc)
     if expected:
         notes.append(expected)

@@ -3,6 +3,10 @@
 This module owns the layered options that every filesystem raytrainer opens is built with. From
 lowest to highest priority, for a URL of protocol ``p``:
 
+0. raytrainer's defaults for S3 (``s3.S3_DEFAULTS``): requests time out (connect 5 s, read
+   10 s) and botocore does not retry, so that a frozen or dead endpoint fails each try in
+   bounded time and raytrainer's own retry policy (``retry.py``) decides how long to keep
+   trying;
 1. fsspec's own configuration (``FSSPEC_S3_ENDPOINT_URL``, ``FSSPEC_S3='{...}'``, fsspec config
    files) and the SDKs' environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL`` ...): applied by
    fsspec/botocore underneath whatever raytrainer passes, so they keep working unchanged;
@@ -10,10 +14,13 @@ lowest to highest priority, for a URL of protocol ``p``:
 3. :func:`set_storage_options` with ``protocol=None``, then with ``protocol=p``;
 4. options passed to one call.
 
-Flat options apply to every remote protocol, never to local paths or ``memory://``.
+Flat options apply to every remote protocol, never to local paths or ``memory://``. The
+``config_kwargs`` of the layers are merged key by key (a layer that sets only ``read_timeout``
+keeps the default ``connect_timeout``); every other option is replaced whole.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -24,6 +31,9 @@ import fsspec
 ENV_VAR = "RAYTRAINER_STORAGE_OPTIONS"
 _ALL = "*"
 _NOT_REMOTE = ("file", "local", "memory")
+
+_S3_PROTOCOLS = ("s3", "s3a")
+_MERGED_KEYS = ("config_kwargs",)
 
 _explicit: dict[str, dict[str, Any]] = {}
 _from_env: dict[str, dict[str, Any]] | None = None
@@ -112,12 +122,14 @@ def resolved_storage_options(config_options: Mapping[str, Any] | None = None) ->
     """
     flat, sections = split_storage_options(config_options)
     env = _env_layer()
-    merged: dict[str, Any] = {**env.get(_ALL, {}), **flat}
+    merged: dict[str, Any] = dict(env.get(_ALL, {}))
+    _merge(merged, flat)
     for protocol in sorted((set(env) - {_ALL}) | set(sections)):
         # A protocol section applies after the flat options, so drop the environment's keys
         # that the config sets flat: the config wins over the environment at every level.
-        from_env = {k: v for k, v in env.get(protocol, {}).items() if k not in flat}
-        merged[protocol] = {**from_env, **sections.get(protocol, {})}
+        section = {k: v for k, v in env.get(protocol, {}).items() if k not in flat}
+        _merge(section, sections.get(protocol, {}))
+        merged[protocol] = section
     return merged
 
 
@@ -135,12 +147,31 @@ def storage_options_for(location: str, overrides: Mapping[str, Any] | None = Non
     """
     protocol = protocol_of(location)
     merged: dict[str, Any] = {}
-    for layer in (_env_layer(), _explicit):
+    for layer in (_defaults(protocol), _env_layer(), _explicit):
         if protocol not in _NOT_REMOTE:
-            merged.update(layer.get(_ALL, {}))
-        merged.update(layer.get(protocol, {}))
-    merged.update(overrides or {})
+            _merge(merged, layer.get(_ALL, {}))
+        _merge(merged, layer.get(protocol, {}))
+    _merge(merged, overrides or {})
     return merged
+
+
+def _defaults(protocol: str) -> dict[str, dict[str, Any]]:
+    """raytrainer's own lowest layer for ``protocol`` (S3 only)."""
+    if protocol not in _S3_PROTOCOLS:
+        return {}
+    from .s3 import S3_DEFAULTS  # aiobotocore's import cost, only once S3 is used
+
+    return {protocol: S3_DEFAULTS}
+
+
+def _merge(merged: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """Put ``layer`` over ``merged``; :data:`_MERGED_KEYS` are merged key by key."""
+    for key, value in layer.items():
+        if key in _MERGED_KEYS and isinstance(value, Mapping) and \
+                isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **copy.deepcopy(dict(value))}
+        else:  # a copy: botocore fills in the retries mapping it is given
+            merged[key] = copy.deepcopy(value)
 
 
 __all__ = ["ENV_VAR", "protocol_of", "reset_storage_options", "resolved_storage_options",

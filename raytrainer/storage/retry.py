@@ -1,12 +1,19 @@
 """Retrying storage calls: exponential backoff with jitter for transient failures.
 
-This module owns the retry policy (attempts and delays, tunable with :func:`set_retry_policy`)
-and :func:`call_with_retries`, which every storage operation goes through. Once a process is
-ending after a fatal error, :func:`last_attempts_only` gives every further call a single try,
-so background uploads (remote logs, a checkpoint write in flight) cannot keep it alive. Which
-failures are transient is decided in ``errors.py``. s3fs and botocore retry some failures
-themselves first; this layer catches what they give up on (and everything other filesystems
-raise).
+This module owns the retry policy (attempts, delays and a deadline, tunable with
+:func:`set_retry_policy`) and :func:`call_with_retries`, which every storage operation goes
+through (Ray's own file operations too: ``arrow.py``). Once a process is ending after a fatal
+error, :func:`last_attempts_only` gives every further call a single try, so background uploads
+(remote logs, a checkpoint write in flight) cannot keep it alive. Which failures are transient
+is decided in ``errors.py``. s3fs retries some failures itself first (throttling, timed-out
+requests: 5 tries); botocore's own retries are off by default (``s3.py``); this layer catches
+what s3fs gives up on (and everything other filesystems raise).
+
+Time bound: by default 5 tries with delays of at most 0.5, 1, 2 and 4 s (7.5 s in all), and
+no retry starts once ``deadline`` (30 s) has passed since the first try. Each try is bounded
+by the storage timeouts (S3: connect 5 s, read 10 s per request, s3fs's 5 tries of a
+timed-out request), so an operation against a dead endpoint (connection refused) fails within
+about 8 s and one against a frozen endpoint within ``deadline`` plus one try (about 90 s).
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ from .redaction import redact_text
 
 T = TypeVar("T")
 
-_policy: dict[str, float] = {"attempts": 5, "base_delay": 0.5, "max_delay": 8.0}
+_policy: dict[str, float] = {"attempts": 5, "base_delay": 0.5, "max_delay": 8.0,
+                             "deadline": 30.0}
 _ending = False
 _this_thread = threading.local()
 
@@ -52,13 +60,16 @@ def last_attempts_only() -> None:
 
 
 def set_retry_policy(attempts: int | None = None, base_delay: float | None = None,
-                     max_delay: float | None = None) -> dict[str, float]:
+                     max_delay: float | None = None,
+                     deadline: float | None = None) -> dict[str, float]:
     """Change the module defaults of :func:`call_with_retries`; ``None`` keeps a value.
 
     Args:
         attempts: Tries in all (1 = no retry).
         base_delay: Seconds before the first retry; doubled for each further one.
         max_delay: Upper bound of one delay, in seconds.
+        deadline: Seconds after the first try past which no retry starts (the try in
+            flight is bounded by the storage timeouts).
 
     Returns:
         The policy before the change (pass it back as keyword arguments to restore it).
@@ -68,11 +79,11 @@ def set_retry_policy(attempts: int | None = None, base_delay: float | None = Non
     """
     if attempts is not None and int(attempts) < 1:
         raise ValueError(f"set_retry_policy: attempts must be >= 1, got {attempts}")
-    if any(value is not None and value < 0 for value in (base_delay, max_delay)):
-        raise ValueError("set_retry_policy: delays must be >= 0")
+    if any(value is not None and value < 0 for value in (base_delay, max_delay, deadline)):
+        raise ValueError("set_retry_policy: delays and the deadline must be >= 0")
     before = dict(_policy)
     for name, value in (("attempts", attempts), ("base_delay", base_delay),
-                        ("max_delay", max_delay)):
+                        ("max_delay", max_delay), ("deadline", deadline)):
         if value is not None:
             _policy[name] = int(value) if name == "attempts" else float(value)
     return before
@@ -87,7 +98,8 @@ def retry_delay(attempt: int, base_delay: float, max_delay: float) -> float:
 
 def call_with_retries(fn: Callable[..., T], *args: Any, description: str,
                       attempts: int | None = None, base_delay: float | None = None,
-                      max_delay: float | None = None, **kwargs: Any) -> T:
+                      max_delay: float | None = None, deadline: float | None = None,
+                      **kwargs: Any) -> T:
     """Call ``fn(*args, **kwargs)``, retrying transient failures.
 
     Each retry is logged at WARNING level through ``print_log`` (the current logger), naming
@@ -99,12 +111,15 @@ def call_with_retries(fn: Callable[..., T], *args: Any, description: str,
         attempts: Tries in all; defaults to the module policy (:func:`set_retry_policy`).
         base_delay: First delay in seconds; defaults to the module policy.
         max_delay: Largest delay in seconds; defaults to the module policy.
+        deadline: No retry starts later than this many seconds after the first try;
+            defaults to the module policy.
 
     Returns:
         What ``fn`` returns.
 
     Raises:
-        StorageError: ``fn`` failed permanently, or transiently ``attempts`` times; the message
+        StorageError: ``fn`` failed permanently, or transiently ``attempts`` times or until
+            the deadline; the message
             reads ``storage: cannot <description>: <reason>`` and the original exception is
             ``__cause__``. A ``StorageError`` raised by ``fn`` itself passes through unchanged.
     """
@@ -113,15 +128,19 @@ def call_with_retries(fn: Callable[..., T], *args: Any, description: str,
     attempts = int(_policy["attempts"] if attempts is None else attempts)
     base_delay = _policy["base_delay"] if base_delay is None else base_delay
     max_delay = _policy["max_delay"] if max_delay is None else max_delay
+    deadline = _policy["deadline"] if deadline is None else deadline
+    began = time.monotonic()
     for attempt in range(1, attempts + 1):
         try:
             return fn(*args, **kwargs)
         except StorageError:
             raise
         except Exception as exc:
-            if not is_transient(exc) or attempt == attempts:
-                raise storage_error(exc, description, attempt) from exc
             delay = retry_delay(attempt, base_delay, max_delay)
+            late = time.monotonic() + delay - began > deadline
+            if not is_transient(exc) or attempt == attempts or late:
+                raise storage_error(exc, description, attempt,
+                                    time.monotonic() - began if late else None) from exc
             print_log(f"storage: {redact_text(description)} failed (attempt {attempt}/{attempts}): "
                       f"{error_detail(exc)}; retrying in {delay:.2f}s",
                       logger="current", level=logging.WARNING)

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from raytrainer import storage
+from raytrainer.storage.s3 import S3_DEFAULTS, NoExpectContinueSession
 
 
 @pytest.fixture
@@ -24,12 +25,39 @@ def test_env_options_flat_and_per_protocol(clean_options):
         "anon": False, "config_kwargs": {"retries": {"total_max_attempts": 2}},
         "s3": {"endpoint_url": "http://127.0.0.1:9000"}, "gs": {"project": "p"}}))
     assert storage.storage_options_for("s3://bucket/key") == {
-        "anon": False, "config_kwargs": {"retries": {"total_max_attempts": 2}},
-        "endpoint_url": "http://127.0.0.1:9000"}
+        "anon": False, "endpoint_url": "http://127.0.0.1:9000",
+        "config_kwargs": {"connect_timeout": 5, "read_timeout": 10,
+                          "retries": {"total_max_attempts": 2},
+                          "http_session_cls": NoExpectContinueSession}}
     assert storage.storage_options_for("gs://bucket/key")["project"] == "p"
     assert "endpoint_url" not in storage.storage_options_for("gs://bucket/key")
     assert storage.storage_options_for("/local/path") == {}
     assert storage.storage_options_for("memory://root") == {}
+
+
+def test_s3_requests_time_out_by_default_and_each_layer_sets_single_timeouts(clean_options):
+    assert storage.storage_options_for("s3://b/k") == {"config_kwargs": {
+        "connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 1},
+        "http_session_cls": NoExpectContinueSession}}
+    clean_options.setenv(storage.ENV_VAR, json.dumps({"s3": {"config_kwargs": {
+        "read_timeout": 120}}}))
+    storage.reset_storage_options()
+    storage.set_storage_options({"config_kwargs": {"connect_timeout": 2}})
+    assert storage.storage_options_for("s3://b/k")["config_kwargs"] == {
+        "connect_timeout": 2, "read_timeout": 120, "retries": {"total_max_attempts": 1},
+        "http_session_cls": NoExpectContinueSession}
+    assert storage.resolved_storage_options(
+        {"config_kwargs": {"read_timeout": 7}, "s3": {"config_kwargs": {"connect_timeout": 3}}}
+    ) == {"config_kwargs": {"read_timeout": 7}, "s3": {"config_kwargs": {"connect_timeout": 3}}}
+    assert storage.storage_options_for("gs://b/k") == {"config_kwargs": {"connect_timeout": 2}}
+
+
+def test_the_timeouts_reach_botocore(clean_options):
+    storage.set_storage_options({"config_kwargs": {"read_timeout": 3}}, protocol="s3")
+    fs, _ = storage.get_filesystem("s3://bucket/key")
+    assert fs.config_kwargs == {"connect_timeout": 5, "read_timeout": 3,
+                                "retries": {"total_max_attempts": 1},
+                                "http_session_cls": NoExpectContinueSession}
 
 
 def test_env_is_read_at_first_use_and_again_after_reset(clean_options):
@@ -47,7 +75,7 @@ def test_explicit_options_override_the_environment(clean_options):
     storage.set_storage_options({"endpoint_url": "http://code"})
     storage.set_storage_options({"key": "from-code"}, protocol="s3")
     assert storage.storage_options_for("s3://b") == {
-        "profile": "env", "endpoint_url": "http://code", "key": "from-code"}
+        "profile": "env", "endpoint_url": "http://code", "key": "from-code", **S3_DEFAULTS}
     assert storage.storage_options_for("s3://b", {"key": "per-call"})["key"] == "per-call"
 
 
@@ -55,7 +83,8 @@ def test_nested_protocol_sections_in_set_storage_options(clean_options):
     storage.set_storage_options({"s3": {"endpoint_url": "http://x"},
                                  "client_kwargs": {"region_name": "eu-west-1"}})
     assert storage.storage_options_for("s3://b") == {
-        "client_kwargs": {"region_name": "eu-west-1"}, "endpoint_url": "http://x"}
+        "client_kwargs": {"region_name": "eu-west-1"}, "endpoint_url": "http://x",
+        **S3_DEFAULTS}
     assert storage.split_storage_options({"s3": {"a": 1}, "config_kwargs": {"b": 2}}) == (
         {"config_kwargs": {"b": 2}}, {"s3": {"a": 1}})
 
@@ -95,7 +124,8 @@ def test_fsspec_env_config_keeps_working(s3_bucket, s3_server):
     location = storage.join(s3_bucket, "via-fsspec-env.txt")
     done = _run_python(f"""
         from raytrainer import storage
-        assert storage.storage_options_for({location!r}) == {{}}
+        from raytrainer.storage.s3 import S3_DEFAULTS
+        assert storage.storage_options_for({location!r}) == S3_DEFAULTS
         storage.write_text({location!r}, "fsspec env")
     """, {"FSSPEC_S3_ENDPOINT_URL": s3_server}, drop=(storage.ENV_VAR,))
     assert done.returncode == 0, done.stderr
@@ -112,7 +142,7 @@ def test_resolved_options_put_the_configs_section_over_the_environment(clean_opt
                         "gs": {"project": "p"}}
     storage.set_storage_options(resolved)
     assert storage.storage_options_for("s3://b/k") == {
-        "anon": False, "endpoint_url": "http://config:2", "key": "K"}
+        "anon": False, "endpoint_url": "http://config:2", "key": "K", **S3_DEFAULTS}
 
 
 def test_a_flat_config_option_wins_over_the_environments_protocol_section(clean_options,
