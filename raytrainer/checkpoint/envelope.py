@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import re
 import threading
 import time
@@ -41,6 +42,8 @@ FULL, SHARDED = "full", "sharded"  # layouts
 # :func:`lineage_suffixed`)
 _REGULAR_NAME = re.compile(r"^(epoch|iter)_(\d+)(-[\w.]+)?$")
 _UNSAFE_IN_NAME = re.compile(r"[^\w.]")
+_LOST_COMMIT = (f"{COMMIT_FILE} is missing but every file of the checkpoint is there (its "
+                "commit record was lost); it is never loaded nor written over")
 _T = TypeVar("_T")
 
 
@@ -224,6 +227,40 @@ def is_committed(location: str) -> bool:
     return storage.exists(storage.join(location, COMMIT_FILE))
 
 
+def _raw_meta(location: str) -> dict | None:
+    """``meta.json`` of an uncommitted directory, unverified (only to tell whose it is)."""
+    try:
+        meta = json.loads(storage.read_text(storage.join(location, META_FILE)))
+    except (storage.StorageNotFoundError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def lacks_only_commit(location: str) -> bool:
+    """Whether the uncommitted directory ``location`` holds a complete checkpoint: a
+    ``meta.json``, the ``done`` marker of every rank (of its world size) and every file those
+    list, at its recorded size. Its commit record was lost (deleted by hand, not copied): a
+    save that stops early never gets this far, except in the instant before its commit."""
+    meta = _raw_meta(location) or {}
+    files: dict = {}
+    try:
+        for rank in range(int(meta.get("world_size", 0))):
+            files.update(json.loads(storage.read_text(storage.join(location, done_file(rank)))))
+        sizes = _sizes(location, {name.rpartition("/")[0] for name in files})
+        return META_FILE in files and all(sizes.get(name) == info["size"]
+                                          for name, info in files.items())
+    except (storage.StorageNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def unfinished_save_of(location: str) -> str | None:
+    """The lineage named by the ``meta.json`` of the uncommitted directory ``location`` (the
+    run whose save left it), or None if it has no readable one."""
+    meta = _raw_meta(location) or {}
+    lineage = meta.get("lineage") or meta.get("timestamp")
+    return str(lineage) if lineage else None
+
+
 def _corrupt(location: str, name: str) -> CheckpointError:
     return CheckpointError(f"{storage.describe(location)}: {name} is corrupt (size/CRC-32 "
                            "differ from the commit record)")
@@ -267,8 +304,10 @@ def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
             of the run that started it, which resumed runs inherit; a checkpoint without one
             belongs to the lineage of its own ``timestamp``).
         rejected: If given, receives ``(location, reason)`` for every committed checkpoint
-            (one with a commit record) that is torn or corrupt, whatever its run: a resume
-            that finds only such checkpoints must fail rather than start afresh over them.
+            (one with a commit record) that is torn or corrupt, and for every complete
+            checkpoint that lost its commit record (:func:`lacks_only_commit`), whatever its
+            run: a resume that finds only such checkpoints must fail rather than start afresh
+            over them.
     """
     found = []
     for entry in storage.listdir(root):
@@ -279,11 +318,14 @@ def list_checkpoints(root: str, warn: bool = True, timestamp: str | None = None,
             record = read_commit(location)
             meta = read_meta(location, record)
         except CheckpointError as exc:
+            reason, refuse = str(exc), rejected is not None and is_committed(location)
+            if rejected is not None and not refuse and lacks_only_commit(location):
+                reason, refuse = _LOST_COMMIT, True
             if warn:
-                print_log(f"ignoring checkpoint {storage.describe(location)}: {exc}",
+                print_log(f"ignoring checkpoint {storage.describe(location)}: {reason}",
                           logger="current", level=logging.WARNING)
-            if rejected is not None and is_committed(location):
-                rejected.append((location, str(exc)))
+            if refuse and rejected is not None:
+                rejected.append((location, reason))
             continue
         except FileNotFoundError:
             continue  # deleted while it was being read
@@ -311,14 +353,71 @@ def unusable_checkpoints_error(root: str, rejected: list[tuple[str, str]],
     use: it names each one and why it was rejected, and says that nothing was touched."""
     reasons = "; ".join(f"{storage.describe(location)}: {reason}"
                         for location, reason in rejected)
+    lost = sum(reason == _LOST_COMMIT for _, reason in rejected)
+    kinds = [f"{count} {kind}" for count, kind in
+             ((len(rejected) - lost, "committed checkpoint(s)"),
+              (lost, f"checkpoint(s) without {COMMIT_FILE}")) if count]
     return CheckpointError(
-        f"{what}: {storage.describe(root)} holds {len(rejected)} committed checkpoint(s) but "
-        f"none is usable ({reasons}). Nothing was deleted or overwritten; repair or remove "
-        "them, resume from a given checkpoint (resume=<location>), or train without resume "
-        "in another work_dir")
+        f"{what}: {storage.describe(root)} holds {' and '.join(kinds)} but none is usable "
+        f"({reasons}). Nothing was deleted or overwritten; repair or remove them, resume from "
+        "a given checkpoint (resume=<location>), or train without resume in another work_dir")
 
 
-def delete_checkpoint(location: str) -> None:
-    """Remove a checkpoint: its commit record first, so a half-finished delete is never loaded."""
+def _resolved(location: str) -> tuple[tuple[str, ...], str]:
+    """``location``'s protocols and its path with ``.``, ``..`` and extra slashes resolved."""
+    fs, path = storage.get_filesystem(location)
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return protocols, posixpath.normpath(path)
+
+
+def is_direct_child(location: str, root: str) -> bool:
+    """Whether ``location`` resolves to an entry directly inside the folder ``root``."""
+    (protocols, path), (root_protocols, root_path) = _resolved(location), _resolved(root)
+    return protocols == root_protocols and path != root_path and \
+        posixpath.dirname(path) == root_path
+
+
+def _is_link(location: str) -> bool:
+    fs, path = storage.get_filesystem(location)
+    try:
+        return bool(fs.info(path).get("islink"))
+    except FileNotFoundError:
+        return False
+
+
+def _deletion_refusal(location: str, root: str, lineage: str | None) -> str | None:
+    if not is_direct_child(location, root):
+        return f"it is not a direct child of the run's checkpoint folder {storage.describe(root)}"
+    if _is_link(location):
+        return "it is a link (its target is not this run's to delete)"
+    if lineage is not None:
+        owner = owning_lineage(location)
+        if owner is None:
+            return "it is not a committed checkpoint"
+        if owner != lineage:
+            return f"it is a checkpoint of another run ({owner or 'unreadable'})"
+    return None
+
+
+def delete_checkpoint(location: str, root: str, lineage: str | None = None) -> bool:
+    """Remove a checkpoint of the run whose checkpoint folder is ``root``: its commit record
+    first, so a half-finished delete is never loaded. Every deletion goes through here.
+
+    Refused, with a logged error (nothing is deleted): a location that does not resolve to a
+    direct child of ``root`` (``root/../x``, a path of another work_dir), one that is a link
+    (a link's target lies elsewhere), and, when ``lineage`` is given, anything but a committed
+    checkpoint of that lineage.
+
+    Returns:
+        Whether something was deleted (False also when nothing is at ``location``).
+    """
+    if not storage.exists(location):
+        return False
+    refusal = _deletion_refusal(location, root, lineage)
+    if refusal is not None:
+        print_log(f"refusing to delete {storage.describe(location)}: {refusal}",
+                  logger="current", level=logging.ERROR)
+        return False
     storage.remove(storage.join(location, COMMIT_FILE))
     storage.remove(location, recursive=True)
+    return True

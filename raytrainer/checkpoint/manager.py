@@ -13,8 +13,11 @@ checkpoints together and never touches those of unrelated runs in the same direc
 
 Hooks that publish or prune checkpoints talk to the manager, not to runner attributes:
 ``saves`` counts save calls (the same on every rank), ``committed`` receives (rank 0) each
-location once it is committed, and ``deleted_elsewhere`` (set by a hook such as the Ray report
-hook) tells retention which checkpoints another owner deletes.
+location once it is committed, ``deleted_elsewhere`` (set by a hook such as the Ray report
+hook) tells retention which checkpoints another owner deletes, and :meth:`delete` is how they
+delete one: only a committed checkpoint of this lineage, directly in the run's checkpoint
+folder. A save never writes over a directory that holds another run's files or a checkpoint
+that lost its commit record (see :meth:`CheckpointManager._clear_location`).
 """
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ class CheckpointManager:
     def state(self, save_optimizer: bool = True, save_param_scheduler: bool = True,
               meta: dict | None = None, by_epoch: bool = True) -> dict[str, Any]:
         """The checkpoint dict of the current training state (hooks may add entries)."""
-        return state_module.collect(self.runner, self.lineage, save_optimizer,
+        return state_module.collect(self.runner, self.lineage, self.directory, save_optimizer,
                                     save_param_scheduler, meta, by_epoch)
 
     def save(self, out_dir: str, filename: str, save_optimizer: bool = True,
@@ -154,27 +157,58 @@ class CheckpointManager:
     def _clear_location(self, out_dir: str, filename: str) -> str:
         """Rank 0: where checkpoint ``filename`` of this run goes, emptied of a stale copy.
 
-        A directory of the same name is replaced if it is uncommitted or of this lineage; a
-        committed checkpoint of another run (or one whose owner cannot be read) is never
-        touched: this run's goes to ``<filename>-<lineage>`` instead.
+        The directory ``<out_dir>/<filename>`` is used if it is free, and replaced if it is
+        empty, a committed checkpoint of this lineage, or an unfinished save of this lineage
+        (its ``meta.json`` names the lineage and it lacks some rank's files: a save that
+        crashed). Anything else is kept and this run's checkpoint goes to
+        ``<filename>-<lineage>`` beside it: another run's committed checkpoint, a complete
+        checkpoint that lost its commit record, another run's unfinished save, or files whose
+        run cannot be read. Only entries of the run's checkpoint folder are ever replaced.
+
+        Raises:
+            CheckpointError: Neither name can be used.
         """
         logger = self.runner.logger
-        location = storage.join(out_dir, filename)
-        owner = envelope.owning_lineage(location) if storage.exists(location) else None
-        if owner is not None and owner != self.lineage:
-            distinct = storage.join(out_dir, envelope.lineage_suffixed(filename, self.lineage))
-            logger.info(f"{storage.describe(location)} is a checkpoint of another run "
-                        f"({owner or 'unreadable'}); kept, and this run's is saved as "
-                        f"{storage.describe(distinct)}")
-            location = distinct
-            owner = envelope.owning_lineage(location) if storage.exists(location) else None
-            if owner is not None and owner != self.lineage:
-                raise CheckpointError(f"cannot save {storage.describe(location)}: it is a "
-                                      f"checkpoint of another run ({owner or 'unreadable'})")
-        if storage.exists(location):
-            logger.warning(f"replacing {storage.describe(location)}")
-            envelope.delete_checkpoint(location)
-        return location
+        kept = []
+        for name in (filename, envelope.lineage_suffixed(filename, self.lineage)):
+            location = storage.join(out_dir, name)
+            if not storage.exists(location):
+                return location
+            reason = self._kept_because(location)
+            if reason is None:
+                logger.warning(f"replacing {storage.describe(location)}")
+                if envelope.delete_checkpoint(location, self.directory):
+                    return location
+                reason = "it cannot be replaced (see the error above)"
+            kept.append(f"{storage.describe(location)}: {reason}")
+            logger.warning(f"keeping {storage.describe(location)} ({reason})"
+                           + ("; this run's checkpoint is saved beside it" if name == filename
+                              else ""))
+        raise CheckpointError(f"cannot save checkpoint {filename!r} in "
+                              f"{storage.describe(out_dir)}: " + "; ".join(kept))
+
+    def _kept_because(self, location: str) -> str | None:
+        """Why this run's save must not replace the existing ``location`` (None: it may)."""
+        owner = envelope.owning_lineage(location)
+        if owner is not None:
+            return None if owner == self.lineage else \
+                f"it is a checkpoint of another run ({owner or 'unreadable'})"
+        if not storage.listdir(location):
+            return None
+        if envelope.lacks_only_commit(location):
+            return (f"it holds every file of a checkpoint but no {envelope.COMMIT_FILE}: its "
+                    "commit record was lost")
+        run = envelope.unfinished_save_of(location)
+        if run == self.lineage:
+            return None  # an unfinished save of this lineage (it crashed)
+        return (f"it holds files of an unfinished save of another run ({run})" if run else
+                f"it holds files but no readable {envelope.META_FILE}: its run is unknown")
+
+    def delete(self, location: str) -> bool:
+        """Rank 0: delete a committed checkpoint of this run's lineage from the run's
+        checkpoint folder (retention, a replaced best); anything else is kept, with a logged
+        error (see :func:`.envelope.delete_checkpoint`). Returns whether it was deleted."""
+        return envelope.delete_checkpoint(location, self.directory, lineage=self.lineage)
 
     def _checkpointer(self) -> AsyncCheckpointer:
         if self._async is None:
@@ -277,7 +311,7 @@ class CheckpointManager:
         # The continued run belongs to the checkpoint's lineage (older checkpoints have none:
         # their run's timestamp started it); a single-file checkpoint starts a new one.
         self._lineage = meta.get("lineage") or meta.get("timestamp") or None
-        state_module.restore(runner, checkpoint, filename, resume_optimizer,
+        state_module.restore(runner, checkpoint, filename, self.directory, resume_optimizer,
                              resume_param_scheduler, optimizer_loaded)
         loop = runner.train_loop
         runner.logger.info(f"resumed from {storage.describe(filename)} at epoch {loop.epoch}, "

@@ -13,10 +13,12 @@ follows the new batch (see :func:`describe_rescale`).
 """
 from __future__ import annotations
 
+import posixpath
 import time
 from typing import Any
 
 from .. import __version__, storage
+from . import envelope
 from .envelope import CheckpointError
 from .full_state import RANK_STATE_KEY
 
@@ -58,17 +60,60 @@ def meta_of(runner, lineage: str, by_epoch: bool, meta: dict | None) -> dict:
     return info
 
 
-def collect(runner, lineage: str, save_optimizer: bool = True,
+def is_checkpoint_reference(key: str) -> bool:
+    """Whether the message hub's runtime info ``key`` names a checkpoint (``last_ckpt``,
+    ``best_ckpt``, ``best_ckpt_<metric>``)."""
+    return key in ("last_ckpt", "best_ckpt") or key.startswith("best_ckpt_")
+
+
+def _hub_state(runner, directory: str) -> dict:
+    """The message hub's state with each checkpoint reference stored by its name in the run's
+    checkpoint folder ``directory``, so a copied or moved work_dir resolves it to its own
+    checkpoint (:func:`_resolve_references`)."""
+    state = runner.message_hub.state_dict()
+    info = state["runtime_info"]
+    for key in [key for key in info if is_checkpoint_reference(key)]:
+        value = info.pop(key)
+        if isinstance(value, str) and envelope.is_direct_child(value, directory):
+            info[key] = posixpath.basename(value.rstrip("/"))
+        else:
+            runner.logger.warning(f"message hub {key}={value!r} is not in the run's checkpoint "
+                                  f"folder {storage.describe(directory)}; not saved")
+    return state
+
+
+def _resolve_references(runner, hub_state: dict, directory: str, where: str) -> dict:
+    """``hub_state`` with each checkpoint reference resolved in the run's checkpoint folder
+    ``directory``. A reference stored as a path (checkpoints written before references were
+    names, or crafted) stands for its last component in ``directory``; one with no usable
+    name is dropped. Either way a warning says so."""
+    info = dict(hub_state.get("runtime_info") or {})
+    for key in [key for key in info if is_checkpoint_reference(key)]:
+        value = info.pop(key)
+        name = posixpath.basename(value.rstrip("/")) if isinstance(value, str) else ""
+        if name in ("", ".", ".."):
+            runner.logger.warning(f"{where}: message hub {key}={value!r} names no checkpoint; "
+                                  "dropped")
+            continue
+        info[key] = storage.join(directory, name)
+        if name != value and not envelope.is_direct_child(value, directory):
+            runner.logger.warning(f"{where}: message hub {key}={value!r} is a path outside "
+                                  f"this run's checkpoint folder; taken as {info[key]}")
+    return {**hub_state, "runtime_info": info}
+
+
+def collect(runner, lineage: str, directory: str, save_optimizer: bool = True,
             save_param_scheduler: bool = True, meta: dict | None = None,
             by_epoch: bool = True) -> dict[str, Any]:
-    """The checkpoint dict of the runner's current training state."""
+    """The checkpoint dict of the runner's current training state (``directory``: the run's
+    checkpoint folder, which checkpoint references in the message hub are relative to)."""
     from ..runner.loops import find_sampler
     from ..runner.rng_state import get_rng_state
     strategy = runner.strategy
     checkpoint: dict[str, Any] = {
         "meta": meta_of(runner, lineage, by_epoch, meta),
         "state_dict": strategy.model_state_dict(runner.model),
-        "message_hub": runner.message_hub.state_dict(),
+        "message_hub": _hub_state(runner, directory),
         RANK_STATE_KEY: {"rng": get_rng_state(), "rank": runner.rank},
     }
     loop = runner.train_loop_or_none
@@ -148,11 +193,14 @@ def describe_rescale(runner, meta: dict, where: str) -> None:
     runner.logger.info(message)
 
 
-def restore(runner, checkpoint: dict, location: str, resume_optimizer: bool = True,
-            resume_param_scheduler: bool = True, optimizer_loaded: bool = False) -> None:
+def restore(runner, checkpoint: dict, location: str, directory: str,
+            resume_optimizer: bool = True, resume_param_scheduler: bool = True,
+            optimizer_loaded: bool = False) -> None:
     """Give the runner the training state of ``checkpoint`` (its weights are already loaded).
 
     Args:
+        directory: The run's checkpoint folder: checkpoint references in the message hub
+            (``best_ckpt`` ...) name checkpoints there, whichever folder wrote them.
         optimizer_loaded: The optimizer state was loaded already (sharded checkpoints load it
             together with the weights).
     """
@@ -170,7 +218,8 @@ def restore(runner, checkpoint: dict, location: str, resume_optimizer: bool = Tr
     if "sampler" in checkpoint and hasattr(sampler, "load_state_dict"):
         sampler.load_state_dict(checkpoint["sampler"])
     if "message_hub" in checkpoint:
-        runner.message_hub.load_state_dict(checkpoint["message_hub"])
+        runner.message_hub.load_state_dict(
+            _resolve_references(runner, checkpoint["message_hub"], directory, where))
     if resume_optimizer and "optimizer" in checkpoint and not optimizer_loaded:
         runner.strategy.load_optim_state_dict(runner.optim_wrapper, checkpoint["optimizer"])
     if resume_param_scheduler and "param_schedulers" in checkpoint and \

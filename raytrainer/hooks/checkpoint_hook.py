@@ -8,6 +8,8 @@ them, and deletes older ones only after the new one is committed, so the checkpo
 resumed from (or the only committed one) survives until a newer one exists. Checkpoints of
 other runs that share the directory are never deleted, even if they got further. ``best_*``
 checkpoints are kept apart: each new best replaces the previous best once it is committed.
+Every deletion goes through ``runner.checkpoints.delete``: only a committed checkpoint of the
+lineage, directly in the run's checkpoint folder (never a link), is ever deleted.
 
 On Ray Train the regular checkpoints in the run directory are registered with Ray, whose
 ``CheckpointConfig(num_to_keep=K)`` deletes them (see ``raytrainer.launch.report_hook``);
@@ -196,9 +198,9 @@ class CheckpointHook(Hook):
         for old in older[:max(len(older) - keep_older, 0)]:
             if elsewhere is not None and elsewhere(old):
                 continue  # Ray Train deletes the checkpoints it registered
-            ckpt.delete_checkpoint(old)
-            runner.logger.info(f"max_keep_ckpts={self.max_keep_ckpts}: removed "
-                               f"{storage.describe(old)}")
+            if runner.checkpoints.delete(old):
+                runner.logger.info(f"max_keep_ckpts={self.max_keep_ckpts}: removed "
+                                   f"{storage.describe(old)}")
 
     def _save_best(self, runner, metrics: dict) -> None:
         hub = runner.message_hub
@@ -226,9 +228,10 @@ class CheckpointHook(Hook):
             def committed(location: str, previous=previous, key=key, score=score) -> None:
                 runner.logger.info(f"best {key} = {score:.4f}: saved "
                                    f"{storage.describe(location)}")
-                # The old best goes only once the new one is committed.
+                # The old best goes only once the new one is committed (and only if it is
+                # this lineage's checkpoint in this run's folder).
                 if previous and previous != location:
-                    ckpt.delete_checkpoint(previous)
+                    runner.checkpoints.delete(previous)
 
             hub.update_info(score_key, score)
             hub.update_info(path_key, self._write(runner, name, committed))

@@ -2,7 +2,9 @@
 leaves them alone, and a new run never replaces another run's committed checkpoint."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 
 import pytest
@@ -123,3 +125,98 @@ def test_a_new_run_never_replaces_another_runs_checkpoint_of_the_same_name(tmp_p
                      "--checkpoint", storage.join(root, f"epoch_2-{second.checkpoints.lineage}"))
     assert tested.returncode == 0, tested.stderr
     assert "test accuracy/top1:" in tested.stdout
+
+
+@pytest.fixture(scope="module")
+def commits_deleted(tmp_path_factory):
+    """A work_dir of two intact checkpoints whose every ``commit.json`` was deleted."""
+    work_dir = tmp_path_factory.mktemp("uncommitted")
+    trained = run_cli("train", "configs/digits/mlp.py", "--launcher", "none",
+                      "--work-dir", str(work_dir), *_QUICK)
+    assert trained.returncode == 0, trained.stderr
+    root = work_dir / "checkpoints"
+    names = sorted(os.listdir(root))
+    assert names == ["epoch_1", "epoch_2"]
+    for name in names:
+        (root / name / ckpt.COMMIT_FILE).unlink()
+    return work_dir, names
+
+
+@pytest.mark.parametrize("launcher", ["none", "ray"])
+def test_resume_with_only_checkpoints_that_lost_their_commit_fails_and_keeps_them(
+        commits_deleted, launcher):
+    work_dir, names = commits_deleted
+    root = work_dir / "checkpoints"
+    before = _snapshot(root)
+    result = run_cli("train", "configs/digits/mlp.py", "--launcher", launcher,
+                     "--work-dir", str(work_dir), "--resume", *_QUICK)
+    assert result.returncode == 1, result.stdout
+    assert "holds 2 checkpoint(s) without commit.json but none is usable" in result.stderr
+    for name in names:
+        assert f"{root / name}: commit.json is missing but every file of the checkpoint is " \
+            "there" in result.stderr
+    assert "training from scratch" not in result.stdout + result.stderr
+    assert "starting a new run" not in result.stdout + result.stderr
+    assert _snapshot(root) == before
+
+
+def test_a_fresh_run_writes_beside_checkpoints_that_lost_their_commit(tmp_path):
+    work_dir = str(tmp_path)
+    root = storage.join(work_dir, "checkpoints")
+    Runner(**runner_kwargs(work_dir, epochs=2, val=False, timestamp="20200101_000000")).train()
+    lost = os.path.join(root, "epoch_2")
+    storage.remove(storage.join(lost, ckpt.COMMIT_FILE))
+    before = _snapshot(lost)
+    for timestamp in ("20200101_000000", "20200101_000001"):  # the same lineage, or another
+        fresh = Runner(**runner_kwargs(work_dir, epochs=2, val=False, timestamp=timestamp))
+        fresh.train()
+        assert _snapshot(lost) == before
+        assert fresh.message_hub.get_info("last_ckpt") == \
+            storage.join(root, f"epoch_2-{fresh.checkpoints.lineage}")
+        assert ckpt.is_committed(storage.join(root, f"epoch_2-{fresh.checkpoints.lineage}"))
+
+
+def _unfinished_save(root, source, name, lineage=None, meta=True):
+    """Leave ``root/name`` as a save that crashed: ``source``'s files without its commit
+    record and rank 0's marker; its ``meta.json`` names ``lineage`` if given."""
+    target = os.path.join(root, name)
+    shutil.copytree(os.path.join(root, source), target)
+    os.remove(os.path.join(target, ckpt.COMMIT_FILE))
+    os.remove(os.path.join(target, ckpt.done_file(0)))
+    meta_path = os.path.join(target, ckpt.META_FILE)
+    if not meta:
+        os.remove(meta_path)
+    elif lineage is not None:
+        meta = json.loads(open(meta_path).read())
+        meta["lineage"] = lineage
+        open(meta_path, "w").write(json.dumps(meta))
+    return target
+
+
+@pytest.mark.parametrize("owner", ["this lineage", "another lineage", "unknown"])
+def test_an_unfinished_save_is_replaced_only_if_this_lineage_left_it(tmp_path, owner, capsys):
+    work_dir = str(tmp_path)
+    root = storage.join(work_dir, "checkpoints")
+    first = Runner(**runner_kwargs(work_dir, epochs=2, val=False, timestamp="20200101_000000"))
+    first.train()
+    lineage = first.checkpoints.lineage
+    # the resumed run crashed while saving epoch_3 (or another run left files there)
+    target = _unfinished_save(root, "epoch_2", "epoch_3", lineage="20990101_000000"
+                              if owner == "another lineage" else None,
+                              meta=owner != "unknown")
+    left = _snapshot(target)
+    capsys.readouterr()
+    resumed = Runner(**runner_kwargs(work_dir, epochs=3, val=False, resume=True))
+    resumed.train()
+    assert resumed.resumed_from == storage.join(root, "epoch_2")
+    last = resumed.message_hub.get_info("last_ckpt")
+    if owner == "this lineage":  # a crashed save of the run: replaced, as before
+        assert last == target
+        assert sorted(os.listdir(root)) == ["epoch_1", "epoch_2", "epoch_3"]
+    else:
+        assert last == storage.join(root, f"epoch_3-{lineage}")
+        assert _snapshot(target) == left
+        reason = "files of an unfinished save of another run (20990101_000000)" \
+            if owner == "another lineage" else "files but no readable meta.json"
+        assert f"keeping {target} (it holds {reason}" in capsys.readouterr().out
+    assert ckpt.is_committed(last)
