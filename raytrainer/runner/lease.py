@@ -12,11 +12,15 @@ over at once (a resubmitted driver continues its own run), unless the holder is 
 still alive on this machine. The lease is removed when the run
 ends, if it is still ours. A run that finds its lease taken over stops writing: its next
 checkpoint save raises :class:`WorkDirInUseError` (``on_lost`` lets a Ray driver stop its run
-at once).
+at once). So does a run whose heartbeat could not be written (storage down, or frozen: each
+round runs on a helper thread and is given up on at the deadline) for ``stale - heartbeat``
+seconds (default 50): it raises :class:`LeaseExpiredError` before its lease goes stale and
+another run may take the work_dir over.
 
 Timing comes from ``RAYTRAINER_LEASE_HEARTBEAT_S`` (default 10) and
-``RAYTRAINER_LEASE_STALE_S`` (default 60). Staleness compares wall clocks of the two
-machines. This module owns the lease record only; it never touches checkpoints or logs.
+``RAYTRAINER_LEASE_STALE_S`` (default 60, more than the heartbeat). Staleness compares wall
+clocks of the two machines. This module owns the lease record only; it never touches
+checkpoints or logs.
 """
 from __future__ import annotations
 
@@ -43,6 +47,10 @@ _MIN_SETTLE_S, _MAX_SETTLE_S = 0.1, 5.0
 
 class WorkDirInUseError(RuntimeError):
     """Another live run holds the work_dir's lease."""
+
+
+class LeaseExpiredError(WorkDirInUseError):
+    """The run could not renew its lease for so long that another run could take it over."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,12 @@ class WorkDirLease:
         resuming: The run resumes its lineage: it may take over a lease of the same lineage
             that is not stale yet (its earlier process died).
         logger: Where take-overs and heartbeat problems are logged.
-        on_lost: Called (from the heartbeat thread) when another run took the lease over.
+        on_lost: Called (from the heartbeat thread) when another run took the lease over or
+            the heartbeat failed past the deadline (``expire_after_s``).
+
+    Attributes:
+        expire_after_s: Seconds without a written heartbeat after which the run gives its
+            lease up (``stale - heartbeat``).
     """
 
     def __init__(self, work_dir: str, run: str, lineage: str, resuming: bool = False,
@@ -120,8 +133,13 @@ class WorkDirLease:
         self.logger = logger
         self.heartbeat_s = _seconds(HEARTBEAT_ENV, 10.0)
         self.stale_s = _seconds(STALE_ENV, 60.0)
+        if self.stale_s <= self.heartbeat_s:
+            raise ValueError(f"{STALE_ENV} ({self.stale_s:g} s) must be more than "
+                             f"{HEARTBEAT_ENV} ({self.heartbeat_s:g} s)")
+        self.expire_after_s = self.stale_s - self.heartbeat_s
         self.token = uuid.uuid4().hex
         self.lost: LeaseRecord | None = None
+        self.expired: str | None = None
         self.on_lost = on_lost
         self._started = time.time()
         self._stop = threading.Event()
@@ -187,34 +205,86 @@ class WorkDirLease:
         storage.write_text(lease_location(self.work_dir), json.dumps(asdict(record)))
 
     def _beat(self) -> None:
-        with storage.one_attempt():  # a missed heartbeat is retried by the next one
-            self._beat_until_stopped()
-
-    def _beat_until_stopped(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            try:
-                current = read_lease(self.work_dir)
-                if current is not None and current.token != self.token:
-                    self.lost = current
-                    print_log(f"{storage.describe(self.work_dir)}: the lease was taken over "
-                              f"by run {current.run} on {current.holder}; this run stops "
-                              "writing into the work_dir", logger=self.logger,
-                              level=logging.ERROR)
-                    if self.on_lost is not None:
-                        self.on_lost()
+        """Re-write the record every ``heartbeat_s``; give the lease up once no heartbeat was
+        written for ``expire_after_s`` (a blocked write is waited for until then only)."""
+        written = time.monotonic()  # acquire() just wrote it
+        error = "no heartbeat round finished"
+        while True:
+            deadline = written + self.expire_after_s
+            if self._stop.wait(max(0.0, min(self.heartbeat_s, deadline - time.monotonic()))):
+                return
+            if time.monotonic() < deadline:
+                outcome = self._round_until(deadline)
+                if self._stop.is_set() or outcome == "lost":
                     return
-                self._write()
-            except storage.StorageError as exc:
-                print_log(f"lease heartbeat failed: {exc}", logger=self.logger,
+                if outcome is None:
+                    written = time.monotonic()
+                    continue
+                error = outcome
+                print_log(f"lease heartbeat failed: {error}", logger=self.logger,
                           level=logging.WARNING)
+            if time.monotonic() >= deadline:
+                self._expire(error, time.monotonic() - written)
+                return
+
+    def _round_until(self, deadline: float) -> str | None:
+        """One heartbeat round on a helper thread, waited for until ``deadline``.
+
+        Returns:
+            None when the record was written, ``'lost'`` when another run took the lease
+            over, else what went wrong.
+        """
+        outcome: list[str | None] = ["the heartbeat write did not return before the deadline"]
+        done = threading.Event()
+
+        def round_() -> None:
+            try:
+                with storage.one_attempt():  # a missed heartbeat is retried by the next one
+                    outcome[0] = self._round()
+            except Exception as exc:  # noqa: BLE001 - reported by the heartbeat thread
+                outcome[0] = f"{type(exc).__name__}: {exc}"
+            finally:
+                done.set()
+
+        threading.Thread(target=round_, name="raytrainer-lease-write", daemon=True).start()
+        while not done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            if self._stop.is_set() or time.monotonic() >= deadline:
+                break
+        return outcome[0]
+
+    def _round(self) -> str | None:
+        current = read_lease(self.work_dir)
+        if current is not None and current.token != self.token:
+            self.lost = current
+            print_log(f"{storage.describe(self.work_dir)}: the lease was taken over by run "
+                      f"{current.run} on {current.holder}; this run stops writing into the "
+                      "work_dir", logger=self.logger, level=logging.ERROR)
+            if self.on_lost is not None:
+                self.on_lost()
+            return "lost"
+        self._write()
+        return None
+
+    def _expire(self, error: str, silent_s: float) -> None:
+        self.expired = (
+            f"work_dir {storage.describe(self.work_dir)}: the lease "
+            f"{lease_location(self.work_dir)} could not be renewed for {silent_s:.0f} s "
+            f"(last error: {error}); this run stopped, since {self.stale_s:.0f} s after its "
+            f"last heartbeat ({STALE_ENV}) another run may take the work_dir over")
+        print_log(self.expired, logger=self.logger, level=logging.ERROR)
+        if self.on_lost is not None:
+            self.on_lost()
 
     def check(self) -> None:
-        """Raise :class:`WorkDirInUseError` if another run took the lease over."""
+        """Raise :class:`WorkDirInUseError` if another run took the lease over, or
+        :class:`LeaseExpiredError` if the heartbeat failed past ``expire_after_s``."""
         if self.lost is not None:
             raise WorkDirInUseError(
                 f"work_dir {storage.describe(self.work_dir)}: run {self.lost.run} on "
                 f"{self.lost.holder} took this run's lease over; this run stopped so that the "
                 "two do not overwrite and prune each other's checkpoints")
+        if self.expired is not None:
+            raise LeaseExpiredError(self.expired)
 
     def _refusal(self, holder: LeaseRecord) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.started))

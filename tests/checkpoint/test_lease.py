@@ -15,7 +15,13 @@ import pytest
 from raytrainer import checkpoint as ckpt
 from raytrainer import storage
 from raytrainer.runner import Runner
-from raytrainer.runner.lease import LEASE_FILE, WorkDirInUseError, WorkDirLease, read_lease
+from raytrainer.runner.lease import (
+    LEASE_FILE,
+    LeaseExpiredError,
+    WorkDirInUseError,
+    WorkDirLease,
+    read_lease,
+)
 
 from ..runner.helpers import runner_kwargs
 from ..test_cli import ROOT, run_cli
@@ -219,3 +225,56 @@ def test_a_runner_stops_at_its_next_save_once_its_lease_is_taken_over(tmp_path, 
     with pytest.raises(WorkDirInUseError, match="took this run's lease over"):
         runner.train()
     assert not os.path.exists(os.path.join(work_dir, "checkpoints", "iter_5"))
+
+
+def _held_lease_on_s3(s3_bucket, monkeypatch, called: threading.Event) -> WorkDirLease:
+    monkeypatch.setenv("RAYTRAINER_LEASE_HEARTBEAT_S", "0.2")
+    monkeypatch.setenv("RAYTRAINER_LEASE_STALE_S", "2")
+    lease = WorkDirLease(storage.join(s3_bucket, "run"), "first", "L1", on_lost=called.set)
+    lease.acquire()
+    assert lease.expire_after_s == pytest.approx(1.8)
+    return lease
+
+
+@pytest.mark.parametrize("outage", ["dead", "frozen"])
+def test_a_run_whose_heartbeat_fails_stops_before_its_lease_goes_stale(
+        s3_bucket, s3_server, monkeypatch, outage):
+    from ..storage.frozen_endpoint import FrozenEndpoint
+
+    called = threading.Event()
+    lease = _held_lease_on_s3(s3_bucket, monkeypatch, called)
+    with FrozenEndpoint() as frozen:
+        # a frozen endpoint: each heartbeat write blocks for 5 x 30 s, far past the deadline
+        endpoint = frozen if outage == "frozen" else "http://127.0.0.1:9"
+        storage.set_storage_options({"endpoint_url": endpoint, "config_kwargs": {
+            "read_timeout": 30}}, protocol="s3")
+        began = time.monotonic()
+        try:
+            assert called.wait(30), "the run was never told to stop"
+            stopped_after = time.monotonic() - began
+            with pytest.raises(WorkDirInUseError) as info:
+                lease.check()
+        finally:
+            storage.set_storage_options({"endpoint_url": s3_server}, protocol="s3")
+            released = time.monotonic()
+            lease.release()
+    assert time.monotonic() - released < 10  # release does not wait for the blocked write
+    assert isinstance(info.value, LeaseExpiredError)
+    message = str(info.value)
+    assert message.startswith(f"work_dir {s3_bucket}/run: the lease {s3_bucket}/run/"
+                              f"{LEASE_FILE} could not be renewed for "), message
+    assert "another run may take the work_dir over" in message
+    if outage == "dead":
+        assert "EndpointConnectionError" in message
+    else:
+        assert "did not return before the deadline" in message
+    # the deadline is 1.8 s after the last heartbeat written (0.2 s at most before the outage)
+    assert stopped_after < 15, stopped_after
+
+
+def test_the_stale_time_must_exceed_the_heartbeat(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYTRAINER_LEASE_HEARTBEAT_S", "30")
+    monkeypatch.setenv("RAYTRAINER_LEASE_STALE_S", "20")
+    with pytest.raises(ValueError, match="RAYTRAINER_LEASE_STALE_S \\(20 s\\) must be more than "
+                                         "RAYTRAINER_LEASE_HEARTBEAT_S \\(30 s\\)"):
+        WorkDirLease(str(tmp_path), "run", "L1")
