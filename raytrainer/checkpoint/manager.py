@@ -193,6 +193,8 @@ class CheckpointManager:
         if owner is not None:
             return None if owner == self.lineage else \
                 f"it is a checkpoint of another run ({owner or 'unreadable'})"
+        if not storage.is_dir(location):
+            return "it is a file, not a checkpoint directory"
         if not storage.listdir(location):
             return None
         if envelope.lacks_only_commit(location):

@@ -193,7 +193,7 @@ def _unfinished_save(root, source, name, lineage=None, meta=True):
     return target
 
 
-@pytest.mark.parametrize("owner", ["this lineage", "another lineage", "unknown"])
+@pytest.mark.parametrize("owner", ["this lineage", "another lineage", "unknown", "a file"])
 def test_an_unfinished_save_is_replaced_only_if_this_lineage_left_it(tmp_path, owner, capsys):
     work_dir = str(tmp_path)
     root = storage.join(work_dir, "checkpoints")
@@ -201,10 +201,14 @@ def test_an_unfinished_save_is_replaced_only_if_this_lineage_left_it(tmp_path, o
     first.train()
     lineage = first.checkpoints.lineage
     # the resumed run crashed while saving epoch_3 (or another run left files there)
-    target = _unfinished_save(root, "epoch_2", "epoch_3", lineage="20990101_000000"
-                              if owner == "another lineage" else None,
-                              meta=owner != "unknown")
-    left = _snapshot(target)
+    if owner == "a file":
+        target = os.path.join(root, "epoch_3")
+        open(target, "w").write("notes")
+    else:
+        target = _unfinished_save(root, "epoch_2", "epoch_3", lineage="20990101_000000"
+                                  if owner == "another lineage" else None,
+                                  meta=owner != "unknown")
+    left = open(target).read() if owner == "a file" else _snapshot(target)
     capsys.readouterr()
     resumed = Runner(**runner_kwargs(work_dir, epochs=3, val=False, resume=True))
     resumed.train()
@@ -215,8 +219,10 @@ def test_an_unfinished_save_is_replaced_only_if_this_lineage_left_it(tmp_path, o
         assert sorted(os.listdir(root)) == ["epoch_1", "epoch_2", "epoch_3"]
     else:
         assert last == storage.join(root, f"epoch_3-{lineage}")
-        assert _snapshot(target) == left
-        reason = "files of an unfinished save of another run (20990101_000000)" \
-            if owner == "another lineage" else "files but no readable meta.json"
-        assert f"keeping {target} (it holds {reason}" in capsys.readouterr().out
+        assert (open(target).read() if owner == "a file" else _snapshot(target)) == left
+        reason = {"another lineage": "it holds files of an unfinished save of another run "
+                                     "(20990101_000000)",
+                  "unknown": "it holds files but no readable meta.json",
+                  "a file": "it is a file, not a checkpoint directory"}[owner]
+        assert f"keeping {target} ({reason}" in capsys.readouterr().out
     assert ckpt.is_committed(last)
