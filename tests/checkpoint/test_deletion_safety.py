@@ -180,3 +180,17 @@ def test_resuming_a_copied_work_dir_leaves_the_original_byte_identical(tmp_path)
             "best_score_epoch_3", "epoch_1", "epoch_2", "epoch_3"]
         expected = str(copy / "checkpoints" / "best_score_epoch_3")
         assert f"best checkpoint: {expected}" in resumed.stdout
+
+
+def test_a_best_reference_to_another_runs_checkpoint_never_deletes_it(tmp_path, capsys):
+    work_dir = tmp_path / "run"
+    root = work_dir / "checkpoints"
+    Runner(**runner_kwargs(work_dir, epochs=1, val=False, timestamp="20990101_000000")).train()
+    other = _snapshot(root / "epoch_1")
+    # this run's saved best names epoch_1, which is the other run's
+    _train(work_dir, 2, hooks=[StoreReference(str(root / "epoch_1"))], timestamp="20200101_000000")
+    capsys.readouterr()
+    _train(work_dir, 3, resume=True)
+    assert _snapshot(root / "epoch_1") == other
+    assert f"refusing to delete {root / 'epoch_1'}: it is a checkpoint of another run " \
+        "(20990101_000000)" in capsys.readouterr().out
