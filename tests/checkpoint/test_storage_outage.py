@@ -1,5 +1,6 @@
-"""A permanent storage outage mid-run ends the process: a clear StorageError, a bounded last
-try of the background uploads (logs, async checkpoint writes), a non-zero exit."""
+"""A permanent storage outage mid-run ends the process: a clear StorageError naming the
+location, in bounded time, a bounded last try of the background uploads (logs, async
+checkpoint writes), a non-zero exit."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 
 from ..test_cli import ROOT
 
@@ -15,12 +18,24 @@ _SCRIPT = """
 import sys
 from raytrainer import storage
 from raytrainer.cli import main
-storage.set_retry_policy(base_delay=3, max_delay=3)
+{setup}
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_server):
+@dataclass
+class _Outcome:
+    returncode: int
+    stderr: str
+    endpoint: str
+    work_dir: str
+    outage_to_exit_s: float  # from the endpoint's death to the process's exit
+    failure_to_exit_s: float  # from 'raytrainer train failed' to the exit
+
+
+def _train_through_an_outage(tmp_path, s3_options: dict, setup: str = "") -> _Outcome:
+    """Train on s3://outage-<id>/run (``--launcher none``), stop the S3 server for good at
+    iteration 5 and wait for the run to end."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -29,7 +44,8 @@ def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_se
     endpoint = f"http://{host}:{port}"
     import s3fs
 
-    s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True).mkdir("outage")
+    bucket = f"outage-{uuid.uuid4().hex[:12]}"  # moto's servers in one process share buckets
+    s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True).mkdir(bucket)
     marker, release = str(tmp_path / "paused"), str(tmp_path / "release")
     config = tmp_path / "cfg.py"
     config.write_text(
@@ -38,12 +54,12 @@ def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_se
         "default_hooks = dict(logger=dict(interval=5), checkpoint=dict(async_save=True))\n"
         "custom_hooks = [dict(type='tests.checkpoint.process_hooks.PauseAt', "
         f"marker={marker!r}, release={release!r})]\n")
-    options = {"s3": {"endpoint_url": endpoint,
-                      "config_kwargs": {"retries": {"total_max_attempts": 1}}}}
+    options = {"s3": {"endpoint_url": endpoint, **s3_options}}
     env = dict(os.environ, RAYTRAINER_STORAGE_OPTIONS=json.dumps(options))
-    run = subprocess.Popen([sys.executable, "-c", _SCRIPT, "train", str(config), "--launcher",
-                            "none", "--work-dir", "s3://outage/run"], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen([sys.executable, "-c", _SCRIPT.format(setup=setup), "train",
+                            str(config), "--launcher", "none", "--work-dir", f"s3://{bucket}/run"],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
     failed_at: list[float] = []
     lines: list[str] = []
 
@@ -62,6 +78,7 @@ def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_se
             assert time.monotonic() < deadline
             time.sleep(0.1)
         server.stop()  # the endpoint is gone for good: connections are refused
+        outage = time.monotonic()
         open(release, "w").close()
         run.wait(timeout=300)
         ended = time.monotonic()
@@ -70,11 +87,38 @@ def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_se
         run.kill()
         server.stop()
     err = "".join(lines)
-    assert run.returncode == 1, err[-3000:]
+    assert failed_at, err[-3000:]
+    return _Outcome(run.returncode, err, endpoint, f"s3://{bucket}/run",
+                    ended - outage, ended - failed_at[0])
+
+
+def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_server):
+    outcome = _train_through_an_outage(
+        tmp_path, {"config_kwargs": {"retries": {"total_max_attempts": 1}}},
+        setup="storage.set_retry_policy(base_delay=3, max_delay=3)")
+    err = outcome.stderr
+    assert outcome.returncode == 1, err[-3000:]
     assert "raytrainer train failed: StorageError: storage: cannot" in err
-    assert endpoint in err
+    assert outcome.endpoint in err
     # Every operation is retried for 12 s (4 retries 3 s apart, the policy set above). Once
     # the run has failed, what is still uploading (its open logs) gets one try each, so the
     # process ends within seconds instead of retrying each log for another 12 s.
-    assert failed_at and ended - failed_at[0] < 8, \
-        f"exited {ended - failed_at[0]:.1f} s after the failure"
+    assert outcome.failure_to_exit_s < 8, f"exited {outcome.failure_to_exit_s:.1f} s after " \
+                                          "the failure"
+
+
+def test_with_default_settings_a_dead_endpoint_fails_the_run_within_a_minute(tmp_path,
+                                                                            s3_server):
+    # Nothing tuned: raytrainer's S3 defaults (botocore's own retries off) and its retry
+    # policy (5 tries, at most 7.5 s of delays per operation). Before them botocore retried
+    # each request up to 5 times under raytrainer's 5 tries, and the run took 221 s to fail.
+    outcome = _train_through_an_outage(tmp_path, {})
+    err = outcome.stderr
+    assert outcome.returncode == 1, err[-3000:]
+    assert "raytrainer train failed: StorageError: storage: cannot " in err
+    failure = next(line for line in err.splitlines()
+                   if line.startswith("raytrainer train failed:"))
+    assert f"{outcome.work_dir}/" in failure, failure
+    assert "expected a reachable storage endpoint" in failure
+    assert outcome.outage_to_exit_s < 60, f"exited {outcome.outage_to_exit_s:.1f} s after " \
+                                          "the endpoint died"
