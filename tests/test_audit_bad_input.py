@@ -96,6 +96,14 @@ CASES = [
      ["strategy=DDPStrategy", "--launcher ray"]),
     ("model-does-not-fit-data", "train", "", ["model.in_features=32"],
      ["train_dataloader.dataset", "'model' config", "(32, 64)"]),
+    ("clip-grad-negative-max-norm", "train", "",
+     ["optim_wrapper.clip_grad.max_norm=-1"], ["optim_wrapper.clip_grad.max_norm", "> 0"]),
+    ("clip-grad-norm-type-0", "train", "",
+     ["optim_wrapper.clip_grad.norm_type=0"], ["optim_wrapper.clip_grad.norm_type", ">= 1"]),
+    ("max-keep-ckpts-text", "train", "", ["default_hooks.checkpoint.max_keep_ckpts=abc"],
+     ["default_hooks.checkpoint.max_keep_ckpts", "-1", "positive integer", "'abc'"]),
+    ("seed-text", "train", "", ["randomness.seed=abc"],
+     ["randomness.seed must be an integer >= 0 or None", "'abc'"]),
 ]
 
 
@@ -147,14 +155,18 @@ def test_a_top_level_key_typo_warns_with_did_you_mean(committed_work_dir, tmp_pa
     assert "val accuracy/top1:" in done.stdout
 
 
+@pytest.mark.parametrize("option,expected", [
+    ("train_cfg.val_interval=0", "train_cfg.val_interval must be a positive integer"),
+    ("randomness.seed=abc", "randomness.seed must be an integer >= 0 or None"),
+])
 def test_on_ray_the_driver_rejects_bad_values_before_starting_workers(committed_work_dir,
-                                                                      tmp_path):
+                                                                      tmp_path, option,
+                                                                      expected):
     work_dir = tmp_path / "work_dir"
     shutil.copytree(committed_work_dir, work_dir)
     before = _digests(work_dir / COMMITTED)
-    done = _run("train", CONFIG, "--work-dir", str(work_dir), "--cfg-options",
-                "train_cfg.val_interval=0")
+    done = _run("train", CONFIG, "--work-dir", str(work_dir), "--cfg-options", option)
     assert done.returncode == 1, done.stderr
-    assert "train_cfg.val_interval must be a positive integer" in done.stderr
+    assert expected in done.stderr
     assert "Started a local Ray instance" not in done.stdout + done.stderr
     assert _digests(work_dir / COMMITTED) == before

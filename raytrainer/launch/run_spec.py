@@ -11,6 +11,7 @@ from .. import storage
 from ..config import Config
 from ..hooks.checkpoint_hook import checkpoint_dir_for
 from ..logging import print_log
+from ..runner import validation
 from ..runner.runner import experiment_name_for
 from ..utils.randomness import draw_seed
 
@@ -63,6 +64,7 @@ def decide_run(cfg: Config) -> RunSpec:
     work_dir = _absolute(cfg["work_dir"])
     checkpoint_dir = checkpoint_dir_for(work_dir, _checkpoint_out_dir(cfg))
     randomness = cfg.get("randomness") or {}
+    validation.check_randomness(randomness)
     timestamp, seed = time.strftime("%Y%m%d_%H%M%S"), randomness.get("seed")
     lineage = None
     resume = cfg.get("resume", False)

@@ -134,7 +134,8 @@ class Runner:
             train_cfg=train_cfg, default_hooks=default_hooks, custom_hooks=custom_hooks,
             optim_wrapper=optim_wrapper, train_dataloader=train_dataloader,
             val_dataloader=val_dataloader, test_dataloader=test_dataloader, model=model,
-            val_evaluator=val_evaluator, test_evaluator=test_evaluator, load_strict=load_strict))
+            val_evaluator=val_evaluator, test_evaluator=test_evaluator, load_strict=load_strict,
+            randomness=randomness))
         validation.check_launcher(strategy, model_wrapper_cfg, launcher)
         cfg = cfg if isinstance(cfg, Config) else Config(cfg or {})
         # Credentials in the config reach fsspec here and nowhere else: the runner's copy of the

@@ -1,17 +1,19 @@
 """Up-front checks of a Runner config: wrong values fail before anything is built or written.
 
 This module owns the value checks that need no built component: loop lengths and intervals,
-checkpoint intervals, optimizer numbers, dataloader sizes, component configs without ``type``,
-``topk`` against the model's class count, and typos among the top-level keys. Each error is a
-:class:`~raytrainer.config.ConfigError` naming the dotted config key and what was expected.
-The Runner runs :func:`check_runner_args` when it is created; the Ray driver's preflight runs
-:func:`check_config` on the driver, so these mistakes fail there in seconds, before any worker
-starts. It must not build, import user code or touch storage.
+checkpoint intervals and retention, optimizer numbers and gradient clipping, the seed,
+dataloader sizes, component configs without ``type``, ``topk`` against the model's class count,
+and typos among the top-level keys. Each error is a :class:`~raytrainer.config.ConfigError`
+naming the dotted config key and what was expected. The Runner runs :func:`check_runner_args`
+when it is created; the Ray driver's preflight runs :func:`check_config` on the driver, so
+these mistakes fail there in seconds, before any worker starts. It must not build, import user
+code or touch storage.
 """
 from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import fields
@@ -41,6 +43,10 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_number(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value) and value > 0
 
 
 def _positive_int(value: Any, key: str) -> None:
@@ -111,6 +117,10 @@ def _check_checkpoint_hook(cfg: Any, key: str) -> None:
     if not _is_int(interval) or interval == 0 or interval < -1:
         raise ConfigError(f"{key}.interval must be a positive integer (save every N "
                           f"epochs/iterations) or -1 (no periodic saving), got {interval!r}")
+    keep = cfg.get("max_keep_ckpts", -1)
+    if not _is_int(keep) or keep == 0 or keep < -1:
+        raise ConfigError(f"{key}.max_keep_ckpts must be -1 (keep every checkpoint) or a "
+                          f"positive integer, got {keep!r}")
 
 
 def _check_hooks(default_hooks: Any, custom_hooks: Any) -> None:
@@ -131,6 +141,7 @@ def _check_hooks(default_hooks: Any, custom_hooks: Any) -> None:
 def _check_optimizer(optim_wrapper: Any) -> None:
     if not isinstance(optim_wrapper, Mapping):
         return
+    _check_clip_grad(optim_wrapper.get("clip_grad"))
     optimizer = optim_wrapper.get("optimizer")
     if not isinstance(optimizer, Mapping):
         return
@@ -140,6 +151,38 @@ def _check_optimizer(optim_wrapper: Any) -> None:
             if not _is_number(value) or value < 0:
                 raise ConfigError(f"optim_wrapper.optimizer.{name} must be a number >= 0, got "
                                   f"{value!r}")
+
+
+def _check_clip_grad(clip_grad: Any) -> None:
+    if not isinstance(clip_grad, Mapping):
+        return
+    key = "optim_wrapper.clip_grad"
+    if clip_grad.get("type", "norm") == "value":
+        if "clip_value" in clip_grad and not _positive_number(clip_grad["clip_value"]):
+            raise ConfigError(f"{key}.clip_value must be a number > 0, got "
+                              f"{clip_grad['clip_value']!r}")
+        return
+    if "max_norm" in clip_grad and not _positive_number(clip_grad["max_norm"]):
+        raise ConfigError(f"{key}.max_norm must be a number > 0 (the largest gradient norm "
+                          f"kept), got {clip_grad['max_norm']!r}")
+    norm_type = clip_grad.get("norm_type", 2.0)
+    if norm_type != "inf" and (not _is_number(norm_type) or not norm_type >= 1):
+        raise ConfigError(f"{key}.norm_type must be a number >= 1 (2 for the Euclidean norm) "
+                          f"or float('inf'), got {norm_type!r}")
+
+
+def check_randomness(randomness: Any) -> None:
+    """``randomness.seed`` is None or an integer >= 0 (the driver reads it before the rest).
+
+    Raises:
+        ConfigError: naming ``randomness.seed``.
+    """
+    if not isinstance(randomness, Mapping):
+        return
+    seed = randomness.get("seed")
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise ConfigError(f"randomness.seed must be an integer >= 0 or None (drawn once per "
+                          f"run), got {seed!r}")
 
 
 def _check_dataloader(cfg: Any, key: str) -> None:
@@ -191,6 +234,7 @@ def check_runner_args(args: Mapping[str, Any]) -> None:
     _check_train_cfg(args.get("train_cfg"))
     _check_hooks(args.get("default_hooks"), args.get("custom_hooks"))
     _check_optimizer(args.get("optim_wrapper"))
+    check_randomness(args.get("randomness"))
     for name in _DATALOADERS:
         _check_dataloader(args.get(name), name)
     _typed(args.get("model"), "model")
@@ -273,5 +317,5 @@ def check_launcher(strategy: Any, model_wrapper_cfg: Any, launcher: str) -> None
 
 
 __all__ = ["ConfigWarning", "check_config", "check_runner_args", "check_launcher",
-           "check_ray_section",
+           "check_randomness", "check_ray_section",
            "warn_unknown_keys", "known_top_level_keys"]
