@@ -9,11 +9,13 @@ is decided in ``errors.py``. s3fs retries some failures itself first (throttling
 requests: 5 tries); botocore's own retries are off by default (``s3.py``); this layer catches
 what s3fs gives up on (and everything other filesystems raise).
 
-Time bound: by default 5 tries with delays of at most 0.5, 1, 2 and 4 s (7.5 s in all), and
-no retry starts once ``deadline`` (30 s) has passed since the first try. Each try is bounded
-by the storage timeouts (S3: connect 5 s, read 10 s per request, s3fs's 5 tries of a
-timed-out request), so an operation against a dead endpoint (connection refused) fails within
-about 8 s and one against a frozen endpoint within ``deadline`` plus one try (about 90 s).
+Time bound: by default up to 10 tries with delays of 0.5, 1, 2, then 4 s (each jittered to
+between half and all of it), and no retry starts once ``deadline`` (20 s) has passed since the
+first try. So a transient failure is retried for at least 13.75 s (a 10 s outage is absorbed)
+and at most 20 s plus the try in flight. Each try is bounded by the storage timeouts (S3:
+connect 5 s, read 10 s per request, s3fs's 5 tries of a timed-out request), so an operation
+against a dead endpoint (connection refused) fails within about 20 s and one against a frozen
+endpoint within about 70 s.
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ from .redaction import redact_text
 
 T = TypeVar("T")
 
-_policy: dict[str, float] = {"attempts": 5, "base_delay": 0.5, "max_delay": 8.0,
-                             "deadline": 30.0}
+_policy: dict[str, float] = {"attempts": 10, "base_delay": 0.5, "max_delay": 4.0,
+                             "deadline": 20.0}
 _ending = False
 _this_thread = threading.local()
 

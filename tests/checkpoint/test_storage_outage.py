@@ -95,7 +95,7 @@ def _train_through_an_outage(tmp_path, s3_options: dict, setup: str = "") -> _Ou
 def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_server):
     outcome = _train_through_an_outage(
         tmp_path, {"config_kwargs": {"retries": {"total_max_attempts": 1}}},
-        setup="storage.set_retry_policy(base_delay=3, max_delay=3)")
+        setup="storage.set_retry_policy(attempts=5, base_delay=3, max_delay=3)")
     err = outcome.stderr
     assert outcome.returncode == 1, err[-3000:]
     assert "raytrainer train failed: StorageError: storage: cannot" in err
@@ -110,7 +110,7 @@ def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_se
 def test_with_default_settings_a_dead_endpoint_fails_the_run_within_a_minute(tmp_path,
                                                                             s3_server):
     # Nothing tuned: raytrainer's S3 defaults (botocore's own retries off) and its retry
-    # policy (5 tries, at most 7.5 s of delays per operation). Before them botocore retried
+    # policy (retries for 13.75 to 20 s per operation). Before them botocore retried
     # each request up to 5 times under raytrainer's 5 tries, and the run took 221 s to fail.
     outcome = _train_through_an_outage(tmp_path, {})
     err = outcome.stderr

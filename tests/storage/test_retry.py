@@ -245,3 +245,53 @@ def test_remote_log_whose_last_upload_fails_keeps_the_local_copy(s3_bucket, s3_s
     with open(kept) as f:
         assert f.read() == "last words\n"
     os.unlink(kept)
+
+
+class _FakeClock:
+    """Stands in for the retry module's clock: sleeping advances it at once."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    from raytrainer.storage import retry
+
+    clock = _FakeClock()
+    monkeypatch.setattr(retry, "time", clock)
+    return clock
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_default_policy_absorbs_a_ten_second_outage(fake_clock, seed, monkeypatch):
+    import random
+
+    monkeypatch.setattr(random, "uniform", random.Random(seed).uniform)
+
+    def write() -> str:
+        if fake_clock.now < 10.0:
+            raise ConnectionRefusedError("connection refused")
+        return "written"
+
+    assert storage.call_with_retries(write, description="write s3://b/snapshot.json") == \
+        "written"
+
+
+def test_the_default_policy_gives_up_at_its_deadline(fake_clock):
+    def write() -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    with pytest.raises(storage.StorageError) as info:
+        storage.call_with_retries(write, description="write s3://b/snapshot.json")
+    assert 13.75 <= fake_clock.now <= 20.0
+    assert str(info.value).startswith("storage: cannot write s3://b/snapshot.json: "
+                                      "ConnectionRefusedError: connection refused")
+    assert "the retry deadline" in str(info.value) or "gave up after 10 attempts" in \
+        str(info.value)
