@@ -2,12 +2,14 @@
 
 It forwards every request to a real S3 endpoint (the moto server) unchanged, except that the
 first ``faults`` requests are answered with ``status`` and an S3 XML error body, as a throttled
-or overloaded S3 would answer them.
+or overloaded S3 would answer them; with ``outage_on``, every request is answered so for
+``outage_s`` seconds from the first write of a key containing ``outage_on`` (that one too).
 """
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -23,8 +25,12 @@ class FaultProxy:
         forwarded: How many requests were forwarded to the upstream.
     """
 
-    def __init__(self, upstream: str, faults: int, status: int = 503, code: str = "SlowDown"):
+    def __init__(self, upstream: str, faults: int, status: int = 503, code: str = "SlowDown",
+                 outage_on: str | None = None, outage_s: float = 0.0):
         self.upstream = urlsplit(upstream)
+        self.outage_on, self.outage_s = outage_on, outage_s
+        self.outage_until: float | None = None
+        self.faulted_paths: list[str] = []
         self.faults_left = faults
         self.status = status
         self.code = code
@@ -52,13 +58,21 @@ class FaultProxy:
         self._server.server_close()
         self._thread.join()
 
-    def _take_fault(self) -> bool:
+    def _take_fault(self, method: str, path: str) -> bool:
         with self._lock:
+            if self.outage_on and self.outage_until is None and method == "PUT" and \
+                    self.outage_on in path:
+                self.outage_until = time.monotonic() + self.outage_s
+            if self.outage_until is not None and time.monotonic() < self.outage_until:
+                self.served_faults += 1
+                self.faulted_paths.append(path)
+                return True
             if self.faults_left <= 0:
                 self.forwarded += 1
                 return False
             self.faults_left -= 1
             self.served_faults += 1
+            self.faulted_paths.append(path)
             return True
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -84,7 +98,7 @@ class FaultProxy:
 
             def _answer(self) -> None:
                 body = self._body()
-                if proxy._take_fault():
+                if proxy._take_fault(self.command, self.path):
                     self._send(proxy.status, {"Content-Type": "application/xml"}, (
                         f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{proxy.code}"
                         f"</Code><Message>{proxy.message}</Message>"
