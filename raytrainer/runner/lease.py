@@ -182,21 +182,24 @@ class WorkDirLease:
         self._thread.start()
 
     def release(self) -> None:
-        """Stop the heartbeat and remove the lease if it is still ours (one try: a run
-        ending in a storage outage must not wait for it; the lease then goes stale)."""
+        """Stop the heartbeat and remove the lease if it is still ours (one try, waited for at
+        most ``heartbeat_s``: a run ending in a storage outage must not wait for it; the lease
+        then goes stale)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        try:
-            with storage.one_attempt():
-                current = read_lease(self.work_dir)
-                if current is not None and current.token == self.token:
-                    storage.remove(lease_location(self.work_dir))
-        except storage.StorageError as exc:
-            print_log(f"could not remove the lease {lease_location(self.work_dir)}: {exc}; "
+        problem = self._try_until(time.monotonic() + self.heartbeat_s, self._remove_if_ours,
+                                  stoppable=False)
+        if problem is not None:
+            print_log(f"could not remove the lease {lease_location(self.work_dir)}: {problem}; "
                       f"it goes stale {self.stale_s:.0f} s after its last heartbeat",
                       logger=self.logger, level=logging.WARNING)
+
+    def _remove_if_ours(self) -> None:
+        current = read_lease(self.work_dir)
+        if current is not None and current.token == self.token:
+            storage.remove(lease_location(self.work_dir))
 
     def _write(self) -> None:
         record = LeaseRecord(token=self.token, run=self.run, lineage=self.lineage,
@@ -214,7 +217,7 @@ class WorkDirLease:
             if self._stop.wait(max(0.0, min(self.heartbeat_s, deadline - time.monotonic()))):
                 return
             if time.monotonic() < deadline:
-                outcome = self._round_until(deadline)
+                outcome = self._try_until(deadline, self._round)
                 if self._stop.is_set() or outcome == "lost":
                     return
                 if outcome is None:
@@ -227,28 +230,29 @@ class WorkDirLease:
                 self._expire(error, time.monotonic() - written)
                 return
 
-    def _round_until(self, deadline: float) -> str | None:
-        """One heartbeat round on a helper thread, waited for until ``deadline``.
+    def _try_until(self, deadline: float, attempt: Callable[[], str | None],
+                   stoppable: bool = True) -> str | None:
+        """One try of ``attempt`` (one storage attempt per call) on a helper thread, waited
+        for until ``deadline`` (or until the lease is released, when ``stoppable``).
 
         Returns:
-            None when the record was written, ``'lost'`` when another run took the lease
-            over, else what went wrong.
+            What ``attempt`` returned, what went wrong, or that it did not return in time.
         """
-        outcome: list[str | None] = ["the heartbeat write did not return before the deadline"]
+        outcome: list[str | None] = ["the storage call did not return before the deadline"]
         done = threading.Event()
 
-        def round_() -> None:
+        def attempt_once() -> None:
             try:
                 with storage.one_attempt():  # a missed heartbeat is retried by the next one
-                    outcome[0] = self._round()
-            except Exception as exc:  # noqa: BLE001 - reported by the heartbeat thread
+                    outcome[0] = attempt()
+            except Exception as exc:  # noqa: BLE001 - reported by the waiting thread
                 outcome[0] = f"{type(exc).__name__}: {exc}"
             finally:
                 done.set()
 
-        threading.Thread(target=round_, name="raytrainer-lease-write", daemon=True).start()
+        threading.Thread(target=attempt_once, name="raytrainer-lease-io", daemon=True).start()
         while not done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
-            if self._stop.is_set() or time.monotonic() >= deadline:
+            if (stoppable and self._stop.is_set()) or time.monotonic() >= deadline:
                 break
         return outcome[0]
 
