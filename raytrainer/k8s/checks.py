@@ -1,9 +1,10 @@
 """Checks of a RayJob/RayCluster manifest beyond what KubeRay's schema can say.
 
 A manifest passes when it validates strictly against its kind's schema, holds no secret value
-inline, names the Ray version raytrainer pins, runs (or, for a RayCluster, is sized for) a
-``raytrainer`` command that raytrainer's own parser accepts with a config the image holds, and
-gives that run's Ray Train workers enough pods.
+inline, runs images that are image references, names the Ray version raytrainer pins, runs
+(or, for a RayCluster, is sized for) a ``raytrainer`` command that raytrainer's own parser
+accepts with a config the image holds (a config without credentials, which would ship in the
+image), and gives that run's Ray Train workers enough pods.
 """
 from __future__ import annotations
 
@@ -18,17 +19,19 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError
+from ..config import Config, ConfigError
 from ..launch.settings import RaySettings
 from ..storage.options import protocol_of
 from ..storage.redaction import is_secret_key, redact, redact_text
-from .image import IMAGE_WORKDIR, RAY_VERSION, repo_path
+from .image import IMAGE_WORKDIR, RAY_VERSION, image_reference_problem, repo_path
 from .schema import schema_errors
 from .sizing import placement_problem
 
 # The command a RayCluster is sized for (what to `ray job submit`); a RayJob runs its entrypoint.
 ENTRYPOINT_ANNOTATION = "raytrainer.io/entrypoint"
 _NOT_SHARED = ("file", "local", "memory")
+# Config sections that hold fsspec storage options (credentials there would ship in the image).
+_STORAGE_SECTIONS = ("storage", "storage_options", "backend_args")
 
 
 class ManifestError(ValueError):
@@ -80,6 +83,32 @@ def inline_secrets(doc: Any) -> list[str]:
     return problems
 
 
+def config_secrets(cfg: Mapping) -> list[str]:
+    """The config keys that would ship a credential in the image: a set secret-looking key
+    among storage options (``storage.s3.secret``, ``...storage_options.key``), and any URL
+    with credentials (``http://user:password@host``)."""
+    found = []
+    for path, node in _walk(cfg):
+        if isinstance(node, str) and redact_text(node) != node:
+            found.append(f"{path}: credentials in a URL")
+        if not isinstance(node, Mapping) or path.rsplit(".", 1)[-1] not in _STORAGE_SECTIONS:
+            continue
+        for sub_path, value in _walk(node, path):
+            key = sub_path.rsplit(".", 1)[-1]
+            if is_secret_key(key) and value not in (None, "") and \
+                    not isinstance(value, Mapping):
+                found.append(f"{sub_path}: a storage credential")
+    return found
+
+
+def _reject_config_secrets(cfg: Config, where: str) -> None:
+    found = config_secrets(cfg.to_dict())
+    if found:
+        raise ManifestError(f"{where}: the config holds credentials, which would ship in the "
+                            f"image: {'; '.join(found)}; take them from a Secret (AWS_* "
+                            "environment variables, --secret)")
+
+
 def _parse_command(command: str, where: str) -> argparse.Namespace:
     from ..cli import build_parser
 
@@ -115,7 +144,6 @@ def _image_file(path: str, what: str, where: str, config_root: Path) -> str:
 
 def _tune_settings(args: argparse.Namespace, where: str, config_root: Path) -> RaySettings:
     """The Ray settings of one trial of the sweep ``args`` runs, after checking its space."""
-    from ..config import Config
     from ..launch.sweep_space import check_space, load_space
 
     if args.resume != "auto":
@@ -131,8 +159,11 @@ def _tune_settings(args: argparse.Namespace, where: str, config_root: Path) -> R
         cfg = Config.fromfile(args.config)
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
+        _reject_config_secrets(cfg, where)
         check_space(cfg, load_space(space))
         return RaySettings.from_config(cfg.get("ray"), num_workers=args.workers_per_trial)
+    except ManifestError:
+        raise
     except (ConfigError, OSError, ValueError) as exc:
         raise ManifestError(f"{where}: {exc}") from None
 
@@ -141,7 +172,12 @@ def concurrent_trials(command: str, where: str) -> int:
     """Runs at once under ``command``: a sweep's ``--max-concurrent`` (1 when not given: the
     job is sized for it), else 1."""
     args = _parse_command(command, where)
-    return int(args.max_concurrent or 1) if args.command == "tune" else 1
+    if args.command != "tune" or args.max_concurrent is None:
+        return 1
+    if args.max_concurrent < 1:
+        raise ManifestError(f"{where}: --max-concurrent {args.max_concurrent}: expected a "
+                            "positive integer")
+    return args.max_concurrent
 
 
 def run_settings(command: str, where: str, config_root: Path, *,
@@ -170,8 +206,11 @@ def run_settings(command: str, where: str, config_root: Path, *,
         args.config = _image_file(args.config, "config", where, config_root)
     try:
         cfg = load_config(args)
+        _reject_config_secrets(cfg, where)
         return RaySettings.from_config(cfg.get("ray"), num_workers=args.num_workers,
                                        use_gpu=True if args.gpu else None)
+    except ManifestError:
+        raise
     except (ConfigError, OSError, ValueError) as exc:
         raise ManifestError(f"{where}: {exc}") from None
 
@@ -198,6 +237,17 @@ def _cluster_parts(doc: Mapping) -> tuple[Mapping, str, str, bool, dict[str, flo
     return spec, "spec", annotations[ENTRYPOINT_ANNOTATION], False, {}
 
 
+def image_problems(doc: Any) -> list[str]:
+    """Containers whose ``image`` is not an image reference."""
+    problems = []
+    for path, node in _walk(doc):
+        if ".containers[" in path and path.endswith(".image"):
+            problem = image_reference_problem(node)
+            if problem:
+                problems.append(f"{path}: {problem}")
+    return problems
+
+
 def check_manifest(doc: Any, config_root: Path | str) -> RaySettings:
     """Check one RayJob or RayCluster document; ``config_root`` is the directory that the
     image's ``IMAGE_WORKDIR`` copies (the repository root).
@@ -211,7 +261,7 @@ def check_manifest(doc: Any, config_root: Path | str) -> RaySettings:
     problems = schema_errors(doc)
     if problems:
         raise ManifestError("\n".join(problems))
-    problems = inline_secrets(doc)
+    problems = inline_secrets(doc) + image_problems(doc)
     if problems:
         raise ManifestError("\n".join(problems))
     cluster, where, command, needs_resume, share = _cluster_parts(doc)

@@ -101,6 +101,7 @@ def render_text(args: argparse.Namespace, config_root: Path) -> str:
         name=args.name, secret=args.secret, service_account=args.service_account,
         memory_per_worker=args.memory_per_worker, space=args.space,
         tune={option: getattr(args, option) for option in TUNE_FLAGS})
+    request.check()
     settings = run_settings(request.entrypoint(), "CONFIG", config_root, needs_resume=True)
     doc = render(request, settings)
     check_manifest(doc, config_root)

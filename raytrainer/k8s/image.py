@@ -7,12 +7,30 @@ keep them equal).
 from __future__ import annotations
 
 import posixpath
+import re
 
 RAY_VERSION = "2.60.0"
 # The oldest KubeRay operator whose CRDs the manifests are validated against (authOptions, v1).
 KUBERAY_OPERATOR_VERSION = "1.7.0"
 # raytrainer's source and its configs/ are copied here, and this is the image's WORKDIR.
 IMAGE_WORKDIR = "/home/ray/raytrainer"
+
+# A container image reference, by the grammar of distribution/reference:
+# [registry[:port]/]path[/path...][:tag][@algorithm:hex]
+_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9]" \
+          r"[a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_PATH}(?:/{_PATH})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+
+
+def image_reference_problem(image: object) -> str | None:
+    """Why ``image`` is not a container image reference (``REPO/raytrainer:TAG``), or None."""
+    if not isinstance(image, str) or not _IMAGE_REFERENCE.match(image) or len(image) > 255:
+        return (f"{image!r} is not an image reference: expected [REGISTRY/]REPOSITORY[:TAG]"
+                "[@DIGEST] in lowercase, e.g. registry.example.com/raytrainer:0.1.0-cpu")
+    return None
 
 
 def image_path(config: str) -> str:

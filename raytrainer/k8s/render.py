@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .checks import ENTRYPOINT_ANNOTATION
-from .image import RAY_VERSION, image_path
+from .image import RAY_VERSION, image_path, image_reference_problem
 from .quantity import parse_quantity
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ TTL_SECONDS_AFTER_FINISHED = 300
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _GPU = "nvidia.com/gpu"
 _SIZED = ("CPU", "GPU", "memory")
+# The largest worker pod rendered: about the largest common node shapes (cloud instances of
+# 192 vCPUs, 8 GPUs, 2 TiB). A worker asking more could never be scheduled on common nodes.
+POD_CEILING = {"CPU": 192.0, "GPU": 8.0, "memory": float(2 * 2**40)}
 # raytrainer tune flags a tunejob passes on, in this order
 TUNE_FLAGS = ("num_samples", "scheduler", "metric", "mode", "workers_per_trial",
               "max_concurrent")
@@ -72,6 +75,30 @@ class RenderRequest:
     memory_per_worker: str = "4Gi"
     space: str | None = None
     tune: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Reject arguments no manifest can be rendered from: an image that is not an image
+        reference, a worker memory that is not a positive quantity, fewer than one worker per
+        trial or trial at once.
+
+        Raises:
+            ValueError: naming the flag and what was expected.
+        """
+        problem = image_reference_problem(self.image)
+        if problem:
+            raise ValueError(f"--image {problem}")
+        try:
+            memory = parse_quantity(self.memory_per_worker)
+        except ValueError as exc:
+            raise ValueError(f"--memory-per-worker {exc}") from None
+        if memory <= 0:
+            raise ValueError(f"--memory-per-worker {self.memory_per_worker!r}: expected a "
+                             "positive quantity such as 4Gi")
+        for name in ("workers_per_trial", "max_concurrent"):
+            count = self.tune.get(name)
+            if count is not None and count < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {count}: expected a positive "
+                                 "integer")
 
     def entrypoint(self) -> str:
         """The ``raytrainer train`` (or, for a ``tunejob``, ``raytrainer tune``) command the
@@ -150,6 +177,18 @@ def _head_group(req: RenderRequest) -> dict:
             "template": {"spec": _pod_spec(req, container, gpu=False)}}
 
 
+def _check_pod_size(pod: dict[str, float], per_pod: int, demand: dict[str, float]) -> None:
+    for name, ceiling in POD_CEILING.items():
+        if pod[name] > ceiling:
+            def shown(amount: float, name: str = name) -> str:
+                return _memory(amount) if name == "memory" else f"{amount:g} {name}"
+            raise ValueError(
+                f"ray.resources_per_worker: a worker pod would need {shown(pod[name])} "
+                f"({per_pod} worker(s) of {demand}); nodes rarely have more than "
+                f"{shown(ceiling)}, so it could never be scheduled: ask less per worker (use "
+                "more workers) or write the worker group yourself")
+
+
 def _worker_group(req: RenderRequest, settings: RaySettings) -> dict:
     from .sizing import worker_demand
 
@@ -164,6 +203,8 @@ def _worker_group(req: RenderRequest, settings: RaySettings) -> dict:
     amounts = {"cpu": str(max(1, math.ceil(demand.get("CPU", 0.0) * per_pod))),
                "memory": _memory(memory * per_pod)}
     gpus = math.ceil(demand.get("GPU", 0.0) * per_pod)
+    _check_pod_size({"CPU": demand.get("CPU", 0.0) * per_pod, "GPU": float(gpus),
+                     "memory": memory * per_pod}, per_pod, demand)
     if gpus:
         amounts[_GPU] = str(gpus)
     container = {"name": "ray-worker", "image": req.image,

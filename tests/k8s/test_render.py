@@ -106,6 +106,18 @@ def test_output_file_starts_with_the_command_that_renders_it(tmp_path, monkeypat
      "ray.resources_per_worker: raytrainer k8s sizes pods for CPU, GPU and memory, not ['accel']"),
     (["configs/digits/mlp.py", "--cfg-options", "ray.num_wrkers=3"],
      "did you mean 'ray.num_workers'"),
+    (["configs/digits/mlp.py", "--memory-per-worker=-4Gi"],
+     "--memory-per-worker '-4Gi': expected a positive quantity such as 4Gi"),
+    (["configs/digits/mlp.py", "--memory-per-worker", "0"],
+     "--memory-per-worker '0': expected a positive quantity"),
+    (["configs/digits/mlp.py", "--memory-per-worker", "4GB"],
+     "--memory-per-worker '4GB' is not a Kubernetes quantity"),
+    (["configs/digits/mlp.py", "--cfg-options", "ray.resources_per_worker.CPU=1000"],
+     "a worker pod would need 1000 CPU (1 worker(s) of {'CPU': 1000.0}); nodes rarely have more "
+     "than 192 CPU"),
+    (["configs/digits/mlp.py", "--cfg-options", "ray.resources_per_worker.CPU=100",
+      "ray.num_workers=2", "ray.placement_strategy=STRICT_PACK"],
+     "a worker pod would need 200 CPU (2 worker(s)"),
 ])
 def test_bad_input_fails_with_a_message_naming_it(monkeypatch, args, message):
     code, out, err = k8s("rayjob", *args, "--image", IMAGE, "--work-dir", WORK_DIR,
@@ -126,6 +138,63 @@ def test_tune_options_belong_to_tunejob(monkeypatch, args, message):
     code, out, err = k8s(*args, "--image", IMAGE, "--work-dir", WORK_DIR, monkeypatch=monkeypatch)
     assert code == 1 and out == ""
     assert message in err
+
+
+@pytest.mark.parametrize("image", ["", "not an image", "Registry/UPPER:tag", "repo/x:",
+                                   "http://registry/x"])
+def test_an_image_that_is_not_an_image_reference_is_refused(monkeypatch, image):
+    code, out, err = k8s("rayjob", "configs/digits/mlp.py", "--image", image, "--work-dir",
+                         WORK_DIR, monkeypatch=monkeypatch)
+    assert code == 1 and out == ""
+    assert err.splitlines()[0] == (
+        f"raytrainer k8s failed: ValueError: --image {image!r} is not an image reference: "
+        "expected [REGISTRY/]REPOSITORY[:TAG][@DIGEST] in lowercase, e.g. "
+        "registry.example.com/raytrainer:0.1.0-cpu")
+
+
+def test_tunejob_max_concurrent_0_is_refused(monkeypatch):
+    code, out, err = k8s("tunejob", "configs/digits/mlp.py", "--space",
+                         "configs/digits/lr_space.py", "--max-concurrent", "0", "--image", IMAGE,
+                         "--work-dir", WORK_DIR, monkeypatch=monkeypatch)
+    assert code == 1 and out == ""
+    assert "--max-concurrent 0: expected a positive integer" in err
+
+
+@pytest.mark.parametrize(("lines", "named"), [
+    ("storage = dict(s3=dict(key='AKIAEXAMPLE', secret='wJalrEXAMPLE'))",
+     "storage.s3.key: a storage credential; storage.s3.secret: a storage credential"),
+    ("storage = dict(token='ghp_example')", "storage.token: a storage credential"),
+    ("visualizer = dict(type='Visualizer', vis_backends=[dict(type='MLflowVisBackend', "
+     "tracking_uri='http://user:pw@mlflow:5000')])",
+     "visualizer.vis_backends[0].tracking_uri: credentials in a URL"),
+])
+@pytest.mark.parametrize("kind", ["rayjob", "tunejob"])
+def test_a_config_holding_credentials_is_refused(tmp_path, monkeypatch, lines, named, kind):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "creds.py").write_text(
+        f"_base_ = {str(ROOT / 'configs' / 'digits' / 'mlp.py')!r}\n{lines}\n")
+    space = tmp_path / "configs" / "space.py"
+    space.write_text((ROOT / "configs" / "digits" / "lr_space.py").read_text())
+    tune = ["--space", "configs/space.py"] if kind == "tunejob" else []
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["k8s", kind, "configs/creds.py", *tune, "--image", IMAGE, "--work-dir",
+                     WORK_DIR])
+    assert code == 1 and out.getvalue() == ""
+    message = err.getvalue()
+    assert "the config holds credentials, which would ship in the image" in message
+    assert named in message
+    assert "AKIAEXAMPLE" not in message and "wJalr" not in message and ":pw@" not in message
+
+
+def test_the_checks_refuse_a_container_image_that_is_not_a_reference(cpu_job):
+    cpu_job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"][
+        "containers"][0]["image"] = "not an image"
+    with pytest.raises(ValueError, match=r"workerGroupSpecs\[0\]\.template\.spec\.containers"
+                                         r"\[0\]\.image: 'not an image' is not an image "
+                                         "reference"):
+        check_manifest(cpu_job, ROOT)
 
 
 def test_tunejob_gpu_sizes_gpu_pods_for_every_concurrent_trial(monkeypatch):
