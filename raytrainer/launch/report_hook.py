@@ -9,38 +9,52 @@ Reports use Ray's asynchronous mode with an upload function
 that returns the checkpoint unchanged, since the runner has already written and committed it in
 the run directory: training never waits for Ray's controller.
 
-Checkpoints and retention: every regular checkpoint (``epoch_N``/``iter_N``) committed in the
-run directory is registered with Ray exactly once, in commit order, however many commits
-arrived since the last report (a ``report`` call carries one checkpoint, so a report point
-makes one call per pending checkpoint; rank 0 broadcasts how many, since every rank must call
-``report`` equally often). Ray's ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` then deletes
-the oldest registered ones, after writing its run snapshot, so ``Result.checkpoint`` and
+Checkpoints and retention: Ray's controller takes one report from the workers per poll
+(``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by default), so one report per checkpoint left
+Ray ever further behind the commits when checkpoints come faster than that: the unregistered
+ones outlived ``max_keep_ckpts``, a failed run lost them to nobody, and a finished run waited
+for the backlog. Rank 0 therefore registers a regular checkpoint (``epoch_N``/``iter_N``)
+committed in the run directory with Ray only at report points Ray can keep up with: a report
+right after a save waits until Ray has had time to take the previous reports (one poll per
+``report`` call); reports after validation, periodic ones and the last one always go. A report
+point registers the ``max_keep_ckpts`` newest checkpoints committed since the last one, oldest
+first, one ``report`` call each (rank 0 broadcasts how many, since every rank must call
+``report`` equally often); ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` then deletes the
+oldest registered ones, after writing its run snapshot, so ``Result.checkpoint`` and
 ``Result.best_checkpoints`` always name existing committed directories.
 
-Each checkpoint has exactly one owner that deletes it. Ray owns what it registered: nothing
-else may delete those, because Ray's checkpoint manager fails the run when a directory it
-deletes is already gone (``delete_fs_path`` raises ``FileNotFoundError``), and a new controller
-(a resubmitted run) refuses a run snapshot that lists a missing checkpoint. The CheckpointHook
-skips them (``runner.checkpoints.deleted_elsewhere``) and deletes the rest by its own rules:
-``best_*`` checkpoints (never registered, so they do not count toward Ray's limit) and
-checkpoints under an ``out_dir`` outside the run directory (Ray cannot track them).
+Each checkpoint has exactly one owner that deletes it, decided once under a lock: Ray owns
+what it was told; nothing else may delete those, because Ray's checkpoint manager fails the
+run when a directory it deletes is already gone (``delete_fs_path`` raises
+``FileNotFoundError``), and a new controller (a resubmitted run) refuses a run snapshot that
+lists a missing checkpoint (:mod:`raytrainer.launch.ray_record` reconciles it before a
+continuing run starts). A regular checkpoint Ray was not told about belongs to the
+CheckpointHook once it asks (``runner.checkpoints.deleted_elsewhere``): its retention counts
+every checkpoint of the lineage and deletes the untold ones beyond ``max_keep_ckpts``, so at
+any moment at most about three times ``max_keep_ckpts`` regular checkpoints exist (those Ray
+keeps, those on their way to Ray, those waiting for a report), and when a run ends exactly
+the ``max_keep_ckpts`` newest. The CheckpointHook also deletes ``best_*`` checkpoints (never
+registered, so they do not count toward Ray's limit) and checkpoints under an ``out_dir``
+outside the run directory (Ray cannot track them).
 
 Retention across restarts: a worker group killed between a commit and the report that would
-register it leaves a committed checkpoint Ray never got. When a worker group starts (after a
+register it leaves committed checkpoints Ray never got. When a worker group starts (after a
 restart, or in a resubmitted run), rank 0 asks Ray which checkpoints it tracks
-(``get_all_reported_checkpoints``) and registers this lineage's untracked ones in the run
-directory, oldest first, at its next report, before its own new ones. Ray then counts every
-checkpoint of the lineage and keeps ``num_to_keep`` of them. (Leaving those leftovers to the
-CheckpointHook made two owners count different sets, and the leftovers outlived retention.)
+(``get_all_reported_checkpoints``) and treats this lineage's untracked ones in the run
+directory as waiting for a report: the newest are registered at its next report, before its
+own new ones, and the older ones beyond ``max_keep_ckpts`` are deleted.
 """
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from typing import Any
 
 from .. import checkpoint as ckpt
 from .. import dist, storage
+from ..hooks.checkpoint_hook import CheckpointHook
 from ..hooks.hook import Hook
 from ..registry import HOOKS
 
@@ -57,6 +71,22 @@ def _metrics(runner) -> dict[str, Any]:
 
 def _keep(checkpoint, _name):
     return checkpoint  # already written and committed by the runner
+
+
+def _ray_poll_s() -> float:
+    """Seconds between two polls of Ray Train's controller (it takes one report per poll)."""
+    from ray.train.v2._internal.constants import (
+        DEFAULT_HEALTH_CHECK_INTERVAL_S,
+        HEALTH_CHECK_INTERVAL_S_ENV_VAR,
+    )
+
+    return float(os.environ.get(HEALTH_CHECK_INTERVAL_S_ENV_VAR, DEFAULT_HEALTH_CHECK_INTERVAL_S))
+
+
+def _max_keep(runner) -> int | None:
+    """The run's ``max_keep_ckpts`` (None: every checkpoint is kept)."""
+    keeps = [hook.max_keep_ckpts for hook in runner.hooks if isinstance(hook, CheckpointHook)]
+    return keeps[0] if keeps and keeps[0] > 0 else None
 
 
 @HOOKS.register_module()
@@ -80,7 +110,17 @@ class RayReportHook(Hook):
         self._saves_reported = 0
         self._saves_seen = 0
         self._warned_outside = False
-        self._leftovers: list[str] = []
+        # Rank 0: regular checkpoints in the run directory Ray was not told about, oldest
+        # first; who owns each one (told: Ray; released: the CheckpointHook), under a lock
+        # (the CheckpointHook asks from the background writer after an asynchronous save).
+        self._untold: list[str] = []
+        self._leftovers: set[str] = set()
+        self._told: set[str] = set()
+        self._released: set[str] = set()
+        self._owners = threading.Lock()
+        self._ray_free_at = 0.0
+        self._max_keep: int | None = None
+        self._poll_s = 0.0
 
     def before_run(self, runner) -> None:
         import ray.train
@@ -88,19 +128,16 @@ class RayReportHook(Hook):
         self._context = ray.train.get_context()
         self._saves_reported = self._saves_seen = runner.checkpoints.saves
         self._run_dir = str(runner.work_dir).rstrip("/")
+        self._max_keep, self._poll_s = _max_keep(runner), _ray_poll_s()
         if runner.rank == 0:
             runner.checkpoints.deleted_elsewhere = self._deleted_by_ray
 
-    def _unregistered_checkpoints(self, runner) -> list[str]:
-        """This lineage's committed regular checkpoints in the run directory that Ray does not
-        track (an earlier attempt committed them and was killed before reporting them, or they
-        predate this Ray run), oldest first."""
+    def _tracked_by_ray(self) -> set[str]:
+        """The locations of the checkpoints Ray tracks (an earlier attempt or run of this
+        work_dir registered them; Ray's record is kept for a continuing run)."""
         import ray.train
         from ray.train import CheckpointConsistencyMode
 
-        root = str(runner.checkpoints.directory).rstrip("/")
-        if not root.startswith(self._run_dir + "/"):
-            return []
         experiment = self._context.get_storage().experiment_fs_path.rstrip("/")
         tracked = set()
         reported = ray.train.get_all_reported_checkpoints(
@@ -109,84 +146,131 @@ class RayReportHook(Hook):
             path = str(item.checkpoint.path).rstrip("/")
             if path.startswith(experiment + "/"):
                 tracked.add(self._run_dir + path[len(experiment):])
-        return [location for location in ckpt.list_checkpoints(root, warn=False,
-                                                               lineage=runner.checkpoints.lineage)
+        return tracked
+
+    def _unregistered_checkpoints(self, runner, tracked: set[str]) -> list[str]:
+        """This lineage's committed regular checkpoints in the run directory that Ray does not
+        track (an earlier attempt committed them and was killed before reporting them, or they
+        predate this Ray run), oldest first."""
+        root = str(runner.checkpoints.directory).rstrip("/")
+        if not root.startswith(self._run_dir + "/"):
+            return []
+        listed = ckpt.list_checkpoints(root, warn=False, lineage=runner.checkpoints.lineage)
+        return [location.rstrip("/") for location in listed
                 if location.rstrip("/") not in tracked]
 
-    def _deleted_by_ray(self, location: str) -> bool:
-        """Whether Ray, not the CheckpointHook, deletes the checkpoint at ``location``: every
-        regular checkpoint of this lineage in the run directory (those Ray does not track yet
-        are registered at the next report)."""
+    def _in_run_dir(self, location: str) -> bool:
         return location.startswith(self._run_dir + "/") and ckpt.is_regular(location)
+
+    def _deleted_by_ray(self, location: str) -> bool:
+        """Whether Ray, not the CheckpointHook, deletes the checkpoint at ``location``: those
+        it was told about. Any other checkpoint the CheckpointHook asks about is its own from
+        then on (it is never told to Ray)."""
+        location = location.rstrip("/")
+        with self._owners:
+            if location in self._told:
+                return True
+            self._released.add(location)
+            return False
 
     def before_train(self, runner) -> None:
         # The rate that plans the checks is measured from here (after a resume, too).
         self._last_report = self._checked_at = self._clock()
         self._checked_iter, self._next_check = runner.iter, 0
         if runner.rank == 0:  # the lineage is known once the runner has resumed
-            self._leftovers = self._unregistered_checkpoints(runner)
+            tracked = self._tracked_by_ray()
+            with self._owners:
+                self._told |= tracked
+            self._untold = self._unregistered_checkpoints(runner, tracked)
+            self._leftovers = set(self._untold)
 
-    def _ray_checkpoint(self, runner, location: str):
-        """The Ray checkpoint to register for a committed location, or None (``best_*``
-        checkpoints and checkpoints outside the run directory are not registered)."""
-        from ray.train import Checkpoint
-
-        if not ckpt.is_regular(location):
-            return None
-        if not location.startswith(self._run_dir + "/"):
-            if not self._warned_outside:
+    def _collect_commits(self, runner) -> None:
+        """Rank 0: move the runner's new commits to the untold list (regular checkpoints in
+        the run directory; Ray cannot track the others)."""
+        pending = runner.checkpoints.committed
+        while pending:  # the background writer may append meanwhile; the rest waits
+            location = pending.popleft()
+            if self._in_run_dir(location):
+                self._untold.append(location.rstrip("/"))
+            elif ckpt.is_regular(location) and not self._warned_outside:
                 runner.logger.log(logging.WARNING, f"checkpoints in {storage.describe(location)} "
                                   "are outside the run directory; Ray Train will not track "
                                   "them (resuming still finds them)")
                 self._warned_outside = True
-            return None
+
+    def _to_tell(self, runner) -> list[str]:
+        """Rank 0: the untold checkpoints to register now, oldest first: the ``max_keep_ckpts``
+        newest that still exist (the newest one when every checkpoint is kept). The older ones
+        are never told to Ray: deleted here unless the CheckpointHook already owns them (with
+        every checkpoint kept, they stay)."""
+        limit = self._max_keep or 1
+        chosen, older = self._untold[-limit:], self._untold[:-limit]
+        self._untold = []
+        with self._owners:
+            chosen = [location for location in chosen if location not in self._released
+                      and ckpt.is_committed(location)]
+            self._told.update(chosen)
+            mine = [location for location in older if location not in self._released]
+            self._released.update(mine)
+        if self._max_keep:
+            for location in mine:
+                runner.checkpoints.delete(location)
+        return chosen
+
+    def _ray_checkpoint(self, location: str):
+        """The Ray checkpoint of a committed location in the run directory."""
+        from ray.train import Checkpoint
+
         run_storage = self._context.get_storage()
         path = run_storage.experiment_fs_path.rstrip("/") + location[len(self._run_dir):]
         return Checkpoint(path=path, filesystem=run_storage.storage_filesystem)
 
-    def _send(self, runner) -> None:
-        """Report the metrics, registering every checkpoint committed since the last report
-        (oldest first, one ``report`` call each; at least one call)."""
+    def _send(self, runner, deferrable: bool = False) -> bool:
+        """Report the metrics, registering the newest checkpoints committed since the last
+        report (oldest first, one ``report`` call each; at least one call). A ``deferrable``
+        report is skipped (on every rank) while Ray has not had time to take the previous
+        reports. Returns whether it was sent."""
         import ray.train
         from ray.train import CheckpointUploadMode
 
         metrics = _metrics(runner)
         checkpoints: list = []
+        count = [1]
         if runner.rank == 0:
-            # Leftovers of an earlier attempt first (older), with their own epoch/iter.
-            for location in self._leftovers:
-                checkpoint = self._ray_checkpoint(runner, location)
-                if checkpoint is not None and ckpt.is_committed(location):
-                    meta = ckpt.read_meta(location)
-                    checkpoints.append((checkpoint, location.rstrip("/").rsplit("/", 1)[-1],
-                                        {**metrics, "epoch": meta.get("epoch", 0),
-                                         "iter": meta.get("iter", 0)}))
-            self._leftovers = []
-            pending = runner.checkpoints.committed
-            while pending:  # the background writer may append meanwhile; the rest waits
-                location = pending.popleft()
-                checkpoint = self._ray_checkpoint(runner, location)
-                if checkpoint is not None:
-                    name = location.rstrip("/").rsplit("/", 1)[-1]
-                    checkpoints.append((checkpoint, name, metrics))
-        count = [len(checkpoints)]
+            self._collect_commits(runner)
+            if deferrable and self._clock() < self._ray_free_at:
+                count = [0]
+            else:
+                # Leftovers of an earlier attempt are older and carry their own epoch/iter.
+                for location in self._to_tell(runner):
+                    values = metrics
+                    if location in self._leftovers:
+                        meta = ckpt.read_meta(location)
+                        values = {**metrics, "epoch": meta.get("epoch", 0),
+                                  "iter": meta.get("iter", 0)}
+                    checkpoints.append((self._ray_checkpoint(location),
+                                        location.rstrip("/").rsplit("/", 1)[-1], values))
+                count = [max(len(checkpoints), 1)]
         dist.broadcast_object_list(count)  # report() is a barrier: the same calls on every rank
-        for index in range(max(count[0], 1)):
+        for index in range(count[0]):
             checkpoint, name, values = checkpoints[index] if index < len(checkpoints) else \
                 (None, None, metrics)
             ray.train.report(values, checkpoint=checkpoint, checkpoint_dir_name=name,
                              checkpoint_upload_mode=CheckpointUploadMode.ASYNC,
                              delete_local_checkpoint_after_upload=False,
                              checkpoint_upload_fn=_keep)
-        self._last_report = self._clock()
+        if count[0]:
+            now = self._last_report = self._clock()
+            self._ray_free_at = max(self._ray_free_at, now) + count[0] * self._poll_s
+        return bool(count[0])
 
     def _saved(self, runner) -> bool:
         """Whether a checkpoint was saved since the last report (the same on every rank)."""
         return runner.checkpoints.saves != self._saves_reported
 
-    def _report(self, runner) -> None:
+    def _report(self, runner, deferrable: bool = False) -> None:
         self._saves_reported = runner.checkpoints.saves
-        self._send(runner)
+        self._send(runner, deferrable)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         # A checkpoint is reported at the first iteration after the one that saved it, so a
@@ -194,7 +278,7 @@ class RayReportHook(Hook):
         saved_here = runner.checkpoints.saves != self._saves_seen
         self._saves_seen = runner.checkpoints.saves
         if self._saved(runner) and not saved_here:
-            self._report(runner)
+            self._report(runner, deferrable=True)  # else registered at a later report
         elif self._periodic_report_due(runner.iter + 1, runner.rank):
             self._report(runner)
 

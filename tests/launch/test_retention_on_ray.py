@@ -11,6 +11,7 @@ import pytest
 
 from raytrainer import checkpoint as ckpt
 from raytrainer import cli, launch
+from raytrainer.hooks import Hook
 
 from .conftest import Killer
 from .test_ray_train import attempts, digits_cfg
@@ -79,3 +80,39 @@ def test_resume_after_an_old_checkpoint_was_deleted_by_hand(ray_cluster, tmp_pat
     record = json.loads((tmp_path / "work" / "checkpoint_manager_snapshot.json").read_text())
     listed = [r["checkpoint_dir_name"] for r in record["checkpoint_results"]]
     assert listed == [f"checkpoints/{name}" for name in _regular(tmp_path)]
+
+
+class CountCheckpointsAtTrainEnd(Hook):
+    """Writes how many regular checkpoints are on storage when training ends (before the
+    last report)."""
+
+    priority = "VERY_LOW"  # after the CheckpointHook, before RayReportHook
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def after_train(self, runner) -> None:
+        if runner.rank == 0:
+            root = runner.checkpoints.directory
+            names = [name for name in os.listdir(root) if ckpt.is_regular(name)]
+            with open(os.path.join(self.out_dir, "at_train_end.json"), "w") as f:
+                json.dump(names, f)
+
+
+def test_fast_checkpoints_keep_max_keep_ckpts_during_and_at_the_end_of_a_run(ray_cluster,
+                                                                             tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    hook = dict(type=f"{__name__}.CountCheckpointsAtTrainEnd", out_dir=str(out))
+    cfg = digits_cfg(tmp_path / "work", out, hook)
+    # 45 checkpoints, one every 2 iterations of a few ms: far faster than Ray's controller
+    # takes reports (one per 2 s poll)
+    cfg.merge_from_dict({"train_cfg.max_epochs": 2, "default_hooks.checkpoint.interval": 2,
+                         "default_hooks.checkpoint.max_keep_ckpts": 2})
+    result = launch.train(cfg, num_workers=1)
+    assert result.details["iter"] == 90
+    assert _regular(tmp_path) == ["iter_88", "iter_90"]
+    # before the last report: those Ray keeps, those on their way to it, those waiting
+    at_end = json.loads((out / "at_train_end.json").read_text())
+    assert len(at_end) <= 3 * 2, sorted(at_end)
+    assert {"iter_88", "iter_90"} <= set(at_end)
