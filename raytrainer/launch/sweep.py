@@ -112,8 +112,9 @@ class SweepResult:
 
     Attributes:
         sweep_dir: The sweep's location.
-        rows: One dict per trial (id, work_dir, swept values, metric, best epoch/iter,
-            status, checkpoint), as in ``results.csv``.
+        rows: One dict per trial (id, work_dir, swept values, the metric's last reported
+            value, the epoch/iter where it was best, the last epoch/iter, status,
+            checkpoint), as in ``results.csv``.
         best: The best trial's row (None when no trial reported the metric).
         best_config: The best trial's full config (also dumped as ``best_config.py``).
         result_grid: Ray Tune's ``ResultGrid``.
@@ -340,8 +341,10 @@ def _row(base: Config, opts: SweepOptions, sweep_dir: str, result) -> dict:
         column = history[opts.metric].dropna()
         if len(column):
             index = column.idxmax() if opts.mode == "max" else column.idxmin()
-            metric = float(column[index])
+            metric = float(column.iloc[-1])  # the trial's last report, as Tune ranks it
             best_at = int(history.loc[index, time_attr]) if time_attr in history else None
+    if isinstance((result.metrics or {}).get(opts.metric), (int, float)):
+        metric = float(result.metrics[opts.metric])
     last = int(history[time_attr].max()) if history is not None and time_attr in history \
         else None
     status = "ERROR" if result.error else ("STOPPED" if last is None or last < length
@@ -354,6 +357,20 @@ def _row(base: Config, opts: SweepOptions, sweep_dir: str, result) -> dict:
             if storage.exists(checkpoint_root) else None}
 
 
+def _raise_unreported_metric(metric: str, errors: list) -> None:
+    """No trial reported ``metric``: say so, with the metrics the trials reported when a
+    trial's check found them (:func:`raytrainer.launch.trial.check_metric_reported`).
+
+    Raises:
+        ConfigError: Always.
+    """
+    found = [line.strip() for error in errors for line in str(error).splitlines()
+             if f"tune.metric {metric!r} is not" in line]
+    detail = found[0].split("ConfigError: ")[-1] if found else (
+        f"the first trial error: {errors[0]}" if errors else "no trial made a validation")
+    raise ConfigError(f"no trial of the sweep reported tune.metric {metric!r}: {detail}")
+
+
 def collect_results(base: Config, opts: SweepOptions, sweep_dir: str, grid) -> SweepResult:
     """Build the table, write ``results.csv``/``results.json`` and ``best_config.py``, print
     the table."""
@@ -361,6 +378,9 @@ def collect_results(base: Config, opts: SweepOptions, sweep_dir: str, grid) -> S
                   key=lambda row: row["trial_id"])
 
     scored = [row for row in rows if row[opts.metric] is not None]
+    errors = [result.error for result in grid if result.error]
+    if rows and not scored:
+        _raise_unreported_metric(opts.metric, errors)
     best = (max if opts.mode == "max" else min)(
         scored, key=lambda row: row[opts.metric]) if scored else None
     best_config = None
@@ -377,7 +397,6 @@ def collect_results(base: Config, opts: SweepOptions, sweep_dir: str, grid) -> S
     writer.writerows(rows)
     storage.write_text(storage.join(sweep_dir, "results.csv"), buffer.getvalue())
     print(format_table(rows, best), flush=True)
-    errors = [result.error for result in grid if result.error]
     if rows and len(errors) == len(rows):
         raise RuntimeError(f"every trial of the sweep failed; the first: {errors[0]}")
     return SweepResult(sweep_dir=sweep_dir, rows=rows, best=best, best_config=best_config,

@@ -12,8 +12,10 @@ How reports travel: Ray Train calls :class:`TrialLinkCallback` in the run's cont
 each report of rank 0; it pushes the metrics, the registered checkpoint and the controller's
 handle to a mailbox actor (:class:`~raytrainer.launch.console.ConsoleFeed`) without waiting,
 so the controller never falls behind the workers, and the trial function drains the mailbox
-and hands each report to ``ray.tune.report``. Rank 0 also pushes its placement group there
-when it starts (:func:`announce_placement_group`).
+and hands each report to ``ray.tune.report``. A report made after a validation that lacks
+the sweep's metric fails the trial (:func:`check_metric_reported`): a typo in ``--metric``
+stops each trial at its first validation instead of ending the sweep with no result. Rank 0
+also pushes its placement group there when it starts (:func:`announce_placement_group`).
 
 Why a trial ends its run itself: the controller and the workers' placement group outlive a
 trial actor that Tune stops (an early-stopped ASHA trial, a PBT exploit); Ray Train's cleaner
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import storage
-from ..config import Config
+from ..config import Config, ConfigError
 from ..logging import print_log
 from .settings import RaySettings
 from .sweep_space import apply_values
@@ -168,6 +170,19 @@ def _trial_config(plan: TrialPlan, values: dict) -> tuple[Config, str]:
     return cfg, name
 
 
+def check_metric_reported(metric: str, metrics: dict) -> None:
+    """Fail the trial when a report made after a validation lacks the sweep's metric: every
+    metric the run reports is known by then, so the metric will never come.
+
+    Raises:
+        ConfigError: Naming the metric and the metrics the run reports.
+    """
+    if any(key.startswith("val/") for key in metrics):
+        names = ", ".join(sorted(key for key in metrics if key not in ("epoch", "iter")))
+        raise ConfigError(f"tune.metric {metric!r} is not a metric the trials report; they "
+                          f"report: {names}; pass --metric with one of them")
+
+
 def run_trial(values: dict, plan: TrialPlan) -> None:
     """The Tune function trainable: run one raytrainer training with ``values`` applied."""
     import ray
@@ -201,6 +216,8 @@ def run_trial(values: dict, plan: TrialPlan) -> None:
                 if metrics and plan.metric in metrics:
                     checkpoint = item.get("checkpoint") if plan.report_checkpoints else None
                     tune.report(metrics, checkpoint=checkpoint)
+                elif metrics:
+                    check_metric_reported(plan.metric, metrics)
             if finished:
                 break
             time.sleep(POLL_S)
@@ -229,4 +246,5 @@ def trial_trainable(plan: TrialPlan) -> type:
     return SweepTrial
 
 
-__all__ = ["TrialPlan", "announce_placement_group", "run_trial", "trial_trainable"]
+__all__ = ["TrialPlan", "announce_placement_group", "check_metric_reported", "run_trial",
+           "trial_trainable"]

@@ -166,6 +166,10 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     assert resumed["epoch"] == RESUME_EPOCHS
     rows = json.loads(open(sweep_dir / "results.json").read())
     assert sorted(row["status"] for row in rows) == ["DONE", "DONE"]
+    for row in rows:  # each trial's last validation, also for the resumed one
+        last_run = _results(row["work_dir"])[-1]
+        assert last_run["metrics"], last_run
+        assert row[METRIC] == pytest.approx(last_run["metrics"]["accuracy/top1"])
 
 
 def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_cluster,
@@ -206,3 +210,17 @@ def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_
             assert float(after.group(1)) <= live * 1.0001
         rescaled.append(factor)
     assert any(factor != 1 for factor in rescaled)  # the exploit + explore changed the rate
+
+
+def test_a_metric_no_trial_reports_fails_the_sweep_naming_the_reported_ones(ray_cluster,
+                                                                            tmp_path, capsys):
+    config, space = tmp_path / "digits.py", tmp_path / "space.py"
+    _digits(tmp_path / "sweep", epochs=2).dump(str(config))
+    space.write_text("space = {'optim_wrapper.optimizer.lr': 0.1}\n")
+    code = cli.main(["tune", str(config), "--space", str(space), "--metric", "val/acc",
+                     "--workers-per-trial", "1", "--work-dir", str(tmp_path / "sweep"),
+                     "--address", ray_cluster.address])
+    assert code == 1
+    message = capsys.readouterr().err
+    assert "tune.metric 'val/acc'" in message
+    assert "val/accuracy/top1" in message  # the metric the trial does report
