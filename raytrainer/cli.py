@@ -267,9 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import storage
 
         storage.last_attempts_only()  # what still uploads gets one last try, then we exit
+        storage.redact_exception(exc)  # a library's message may hold a URL's password
         if args.debug:
             traceback.print_exc()
-        print(f"raytrainer {args.command} failed: {_reason(exc)}", file=sys.stderr)
+        print(f"raytrainer {args.command} failed: {storage.redact_text(_reason(exc))}",
+              file=sys.stderr)
         if not args.debug:
             print("(run with --debug for the full traceback)", file=sys.stderr)
         return EXIT_FAILED

@@ -61,8 +61,17 @@ def _runner_cfg(config: dict) -> Config:
 def train_loop_per_worker(config: dict) -> None:
     """Build this rank's Runner and train, validate or test (``config['mode']``).
 
-    Rank 0 writes ``<log_dir>/result.json`` with the final metrics for the driver.
+    Rank 0 writes ``<log_dir>/result.json`` with the final metrics for the driver. An error
+    reaches Ray (which logs and forwards it) with URL credentials removed from its message.
     """
+    try:
+        _run_rank(config)
+    except BaseException as exc:
+        storage.redact_exception(exc)
+        raise
+
+
+def _run_rank(config: dict) -> None:
     storage.set_storage_options(config["storage"].value)
     for root in reversed(config.get("import_roots") or []):
         if os.path.isdir(root) and root not in sys.path:

@@ -18,14 +18,17 @@ _DATEFMT = "%Y/%m/%d %H:%M:%S"
 
 
 class _OnceFormatter(logging.Formatter):
-    """A formatter shared by the console and file handlers that formats each record once."""
+    """A formatter shared by the console and file handlers that formats each record once, with
+    URL credentials removed (``http://user:password@host`` → ``http://***@host``)."""
 
     _record: logging.LogRecord | None = None
     _text = ""
 
     def format(self, record: logging.LogRecord) -> str:
+        from ..storage.redaction import redact_text  # storage logs through this module
+
         if record is not self._record:
-            self._text, self._record = super().format(record), record
+            self._text, self._record = redact_text(super().format(record)), record
         return self._text
 
 

@@ -49,7 +49,7 @@ from .options import (
     split_storage_options,
     storage_options_for,
 )
-from .redaction import describe, redact
+from .redaction import describe, redact, redact_exception, redact_text
 from .retry import call_with_retries, last_attempts_only, one_attempt, set_retry_policy
 from .streams import (
     OutputStream,
@@ -67,7 +67,8 @@ __all__ = [
     "join", "last_attempts_only", "listdir", "local_path", "makedirs", "one_attempt",
     "open_file", "open_input_stream",
     "open_output_stream", "open_text_for_append", "put_file", "read_bytes", "read_text",
-    "redact", "remove", "reset_storage_options", "resolved_storage_options",
+    "redact", "redact_exception", "redact_text", "remove", "reset_storage_options",
+    "resolved_storage_options",
     "set_retry_policy", "set_storage_options",
     "set_sync_interval", "split_storage_options", "storage_options_for", "to_pyarrow",
     "write_bytes", "write_text",

@@ -1,7 +1,9 @@
 """Keeping secrets out of logs: redacted copies of option dicts and log-safe location strings.
 
 This module owns deciding which keys hold secrets and stripping credentials from URLs. It does no
-I/O and never mutates what it is given.
+I/O and never mutates what it is given, except :func:`redact_exception`, which scrubs an
+exception (a library's too: MLflow echoes its tracking URI with the password) in place before it
+is printed, logged or handed to Ray.
 """
 from __future__ import annotations
 
@@ -56,6 +58,41 @@ def redact_text(text: str) -> str:
         text)
 
 
+# Message fields that exception types keep outside ``__dict__`` (OSError's, SyntaxError's).
+_MESSAGE_SLOTS = ("strerror", "filename", "filename2", "msg", "text")
+
+
+def redact_exception(exc: BaseException) -> BaseException:
+    """Remove URL credentials from ``exc``'s message, in place, and from every exception it was
+    raised from or while handling (``__cause__``, ``__context__``).
+
+    The string arguments and string attributes (``MlflowException.message``, ``OSError.filename``
+    ...) are redacted with :func:`redact_text`; the type and everything else stay, so the error
+    is classified and caught as before.
+
+    Returns:
+        ``exc`` itself.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        try:
+            current.args = tuple(redact_text(arg) if isinstance(arg, str) else arg
+                                 for arg in current.args)
+            for name in {*vars(current), *_MESSAGE_SLOTS}:
+                value = getattr(current, name, None)
+                if isinstance(value, str) and redact_text(value) != value:
+                    setattr(current, name, redact_text(value))
+        except (AttributeError, TypeError):  # an exception type with read-only fields
+            pass
+        pending += [current.__cause__, current.__context__]
+    return exc
+
+
 def redact(obj: Any) -> Any:
     """A deep copy of ``obj`` that is safe to log.
 
@@ -107,4 +144,4 @@ def describe(location: Any) -> str:
         text)
 
 
-__all__ = ["REDACTED", "describe", "is_secret_key", "redact", "redact_text"]
+__all__ = ["REDACTED", "describe", "is_secret_key", "redact", "redact_exception", "redact_text"]

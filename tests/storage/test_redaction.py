@@ -82,3 +82,34 @@ def test_retry_logs_never_show_url_credentials(capsys):
     assert "failed (attempt 1/2)" in printed
     for text in (str(info.value), printed):
         assert "hunter2" not in text and "http://***@10.0.0.1:9000" in text
+
+
+def test_an_exception_and_its_chain_lose_url_credentials_in_place():
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            raise ConnectionRefusedError(111, "refused http://user:s3cr3t@127.0.0.1:9")
+        except OSError as cause:
+            raise MlflowException("API request to http://user:s3cr3t@127.0.0.1:9/api "
+                                  "failed") from cause
+    except MlflowException as exc:
+        raised = exc
+    assert storage.redact_exception(raised) is raised
+    assert isinstance(raised, MlflowException) and raised.error_code
+    assert str(raised) == "API request to http://***@127.0.0.1:9/api failed"
+    assert raised.message == "API request to http://***@127.0.0.1:9/api failed"
+    assert str(raised.__cause__) == "[Errno 111] refused http://***@127.0.0.1:9"
+    assert raised.__cause__.errno == 111
+
+
+def test_log_lines_never_show_url_credentials(tmp_path, capsys):
+    from raytrainer.logging import MMLogger
+
+    log_file = tmp_path / "run.log"
+    logger = MMLogger.get_instance("redaction-test", log_file=str(log_file))
+    logger.error("tracking at http://user:s3cr3t@127.0.0.1:9 failed")
+    logger.close()
+    for text in (log_file.read_text(), capsys.readouterr().out):
+        assert "tracking at http://***@127.0.0.1:9 failed" in text
+        assert "s3cr3t" not in text

@@ -1,7 +1,12 @@
 """MLflowVisBackend: a real training run logged to MLflow's local store, read back with
 MLflow's own client."""
+import contextlib
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 
 import pytest
 from mlflow import MlflowClient
@@ -76,3 +81,69 @@ def test_tracked_config_keys_limit_the_params(tmp_path):
         MLflowVisBackend(str(tmp_path / "v2"), tracked_config_keys=["optim"]).add_config(
             Config(dict(model=1)))
     backend.close()
+
+
+def _dead_tracking_config(tmp_path) -> str:
+    """The digits config logging to an MLflow server (user:password in the URI) on a loopback
+    port nobody listens on."""
+    from tests.gloo_process import free_port
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    config = tmp_path / "mlflow_dead.py"
+    config.write_text(
+        f"_base_ = {os.path.join(root, 'configs', 'digits', 'mlp.py')!r}\n"
+        "visualizer = dict(type='Visualizer', vis_backends=[dict(type='MLflowVisBackend', "
+        f"tracking_uri='http://user:{SECRET}@127.0.0.1:{free_port()}')])\n"
+        "train_cfg = dict(max_epochs=1)\n")
+    return str(config)
+
+
+SECRET = "pw-never-printed"
+_DEAD_SERVER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+
+
+def _files_holding(directory, text: str) -> list[str]:
+    found = []
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                if text.encode() in f.read():
+                    found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"]], ids=["plain", "debug"])
+def test_a_tracking_uri_password_is_never_printed_in_process(tmp_path, debug):
+    done = subprocess.run(
+        [sys.executable, "-m", "raytrainer.cli", "train", _dead_tracking_config(tmp_path),
+         "--launcher", "none", "--work-dir", str(tmp_path / "work_dir"), *debug],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **_DEAD_SERVER_ENV})
+    assert done.returncode == 1, done.stderr
+    assert "raytrainer train failed: MlflowException: API request to http://***@127.0.0.1:" \
+        in done.stderr
+    assert SECRET not in done.stdout + done.stderr
+    assert _files_holding(tmp_path / "work_dir", SECRET) == []
+
+
+@pytest.fixture
+def ray_tmp():
+    """A short folder for a private Ray instance's session (its socket paths must stay under
+    the 107 characters of AF_UNIX)."""
+    folder = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_tracking_uri_password_reaches_neither_the_console_nor_rays_logs(tmp_path, ray_tmp):
+    done = subprocess.run(
+        [sys.executable, "-m", "raytrainer.cli", "train", _dead_tracking_config(tmp_path),
+         "--num-workers", "1", "--work-dir", str(tmp_path / "work_dir")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, **_DEAD_SERVER_ENV, "RAY_TMPDIR": str(ray_tmp)})
+    assert done.returncode == 1, done.stderr
+    assert "MlflowException: API request to http://***@127.0.0.1:" in done.stderr
+    assert SECRET not in done.stdout + done.stderr
+    assert _files_holding(ray_tmp, "MlflowException")  # Ray did log the worker's error
+    assert _files_holding(ray_tmp, SECRET) == []
+    assert _files_holding(tmp_path / "work_dir", SECRET) == []
