@@ -2,8 +2,10 @@
 
 This module owns reading the space (a Python file defining ``space``, or the config's ``tune``
 section), checking every key against the config before anything starts (with the did-you-mean
-message of ``--cfg-options``), applying one trial's values to the config, and naming a trial's
-work_dir from its id and values. It does not run trials (:mod:`raytrainer.launch.trial`).
+message of ``--cfg-options``) and every value a key can take against the config validation
+(each of a ``tune.choice``/``grid_search``, the bounds of a range), applying one trial's values
+to the config, and naming a trial's work_dir from its id and values. It does not run trials
+(:mod:`raytrainer.launch.trial`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ray.tune.search.sample import Categorical, Float, Integer
+
 from ..config import Config, ConfigError
+from ..runner import validation
 
 
 def load_space(location: str) -> dict[str, Any]:
@@ -47,6 +52,31 @@ def check_space(cfg: Config, space: Mapping[str, Any]) -> None:
         if _lookup(values, key) is _MISSING:
             raise ConfigError(f"search space key {key!r} is not a key of the config; a sweep "
                               "only varies keys the config sets")
+    for key, domain in space.items():
+        for value in _candidates(domain):
+            trial = apply_values(cfg, {key: value})
+            try:
+                validation.check_ray_section(trial.get("ray"))
+                validation.check_runner_args(trial)
+            except ConfigError as exc:
+                raise ConfigError(f"search space key {key!r} can take {value!r}, which the "
+                                  f"config refuses: {exc}") from None
+
+
+def _candidates(domain: Any) -> list[Any]:
+    """Values of ``domain`` to check: every one of a choice or a grid search, the bounds of a
+    range (an integer range's upper bound is exclusive), a constant itself."""
+    if isinstance(domain, Categorical):
+        return list(domain.categories)
+    if isinstance(domain, Mapping) and set(domain) == {"grid_search"}:
+        return list(domain["grid_search"])
+    if isinstance(domain, Integer):
+        return [domain.lower, domain.upper - 1]
+    if isinstance(domain, Float):
+        return [domain.lower, domain.upper]
+    if callable(getattr(domain, "sample", None)):
+        return []  # a sample_from: its values are known only when it runs
+    return [domain]
 
 
 _MISSING = object()

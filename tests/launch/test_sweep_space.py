@@ -52,6 +52,34 @@ def test_cli_rejects_a_bad_space_key_before_starting_anything(tmp_path, capsys):
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize("domain, value", [
+    (tune.choice([32, 0, -3]), "0"), (tune.grid_search([16, -3]), "-3"),
+    (tune.randint(0, 64), "0"), (tune.choice(["32"]), "'32'")])
+def test_every_value_a_space_can_take_is_validated_like_the_config(domain, value):
+    with pytest.raises(ConfigError) as caught:
+        check_space(Config.fromfile(MLP), {"train_dataloader.batch_size": domain})
+    assert str(caught.value) == (
+        f"search space key 'train_dataloader.batch_size' can take {value}, which the config "
+        f"refuses: train_dataloader.batch_size must be a positive integer, got {value}")
+
+
+def test_cli_rejects_a_space_value_in_one_line_before_ray_starts(tmp_path, capsys):
+    space = tmp_path / "space.py"
+    space.write_text("from ray import tune\nspace = {'train_dataloader.batch_size': "
+                     "tune.choice([0, -3])}\n")
+    code = cli.main(["tune", MLP, "--space", str(space), "--metric", "val/accuracy/top1",
+                     "--work-dir", str(tmp_path / "sweep")])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0] == (
+        "raytrainer tune failed: ConfigError: search space key 'train_dataloader.batch_size' "
+        "can take 0, which the config refuses: train_dataloader.batch_size must be a positive "
+        "integer, got 0")
+    assert "Traceback" not in captured.out + captured.err
+    assert "Ray instance" not in captured.out + captured.err
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize("section, message", [
     (dict(space={"a": 1}, scheduler="hyperband", metric="m"), "tune.scheduler must be one of"),
     (dict(space={"a": 1}, metric="m", mode="up"), "tune.mode must be 'max' or 'min'"),
