@@ -31,6 +31,13 @@ _LOOPBACK = "127.0.0.1"
 _ENV = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")
 
 
+_REACH_TIMEOUT_S = 10.0
+
+
+class ClusterUnreachableError(RuntimeError):
+    """Nothing answers at the ``HOST:PORT`` a run was told to join."""
+
+
 class InfeasibleResourcesError(RuntimeError):
     """The cluster can never place the run's workers (and does not autoscale)."""
 
@@ -61,6 +68,32 @@ def cluster_address(settings: RaySettings) -> str | None:
     return None if address == "local" else address
 
 
+def check_reachable(address: str, timeout_s: float = _REACH_TIMEOUT_S) -> None:
+    """Fail fast when nothing listens at a ``HOST:PORT`` cluster address.
+
+    ``ray.init`` retries a GCS that does not answer for minutes (forever under some settings)
+    and prints nothing meanwhile, so a mistyped ``--address`` looked like a hang. A plain TCP
+    connect settles it in at most ``timeout_s``. ``auto`` and ``ray://`` addresses are left to
+    Ray (``auto`` reads this machine's record, Ray Client reports its own failure).
+
+    Raises:
+        ClusterUnreachableError: Naming the address and why it could not be reached.
+    """
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterUnreachableError(
+            f"--address/ray.address {address!r} is not HOST:PORT, 'auto', 'local' or ray://...")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterUnreachableError(
+            f"cannot reach the Ray cluster at {address} (--address/ray.address or "
+            f"RAY_ADDRESS): {exc.strerror or exc}; start it (ray start --head) or fix the "
+            "address") from None
+
+
 @contextlib.contextmanager
 def connect(settings: RaySettings, log_to_driver: bool = True,
             init_kwargs: Mapping | None = None) -> Iterator[Connection]:
@@ -85,6 +118,7 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
     address = cluster_address(settings)
     saved = {name: os.environ.get(name) for name in _ENV}
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=log_to_driver, **extra)
         connection = Connection(address=ray.get_runtime_context().gcs_address, started=False)
         print_log(f"joined the Ray cluster at {connection.address}", logger="current")
@@ -189,5 +223,5 @@ def check_feasible(settings: RaySettings, connection: Connection,
         time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
 
-__all__ = ["Connection", "InfeasibleResourcesError", "check_feasible", "cluster_address",
-           "connect"]
+__all__ = ["ClusterUnreachableError", "Connection", "InfeasibleResourcesError", "check_feasible",
+           "check_reachable", "cluster_address", "connect"]

@@ -1,0 +1,39 @@
+"""Joining a cluster that is not there fails in seconds, naming the address."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from raytrainer.launch.cluster import ClusterUnreachableError, check_reachable
+
+from .conftest import ROOT, _free_port
+
+CONFIG = os.path.join(ROOT, "configs/digits/mlp.py")
+
+
+def test_a_dead_address_is_refused_naming_it():
+    address = f"127.0.0.1:{_free_port()}"
+    with pytest.raises(ClusterUnreachableError, match=f"cannot reach the Ray cluster at {address}"):
+        check_reachable(address)
+
+
+def test_an_address_that_is_not_host_port_is_refused():
+    with pytest.raises(ClusterUnreachableError, match="'nohost' is not HOST:PORT"):
+        check_reachable("nohost")
+
+
+def test_train_with_a_dead_address_exits_1_in_seconds(tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "raytrainer.cli", "train", CONFIG, "--work-dir",
+                          "w", "--launcher", "ray", "--address", address], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, (run.stdout + run.stderr)[-3000:]
+    assert f"cannot reach the Ray cluster at {address}" in run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert time.monotonic() - started < 60
