@@ -4,6 +4,8 @@ Used by the exact-resume tests: ``python train_script.py WORK_DIR LOOP [--crash-
 [--resume] [--out weights.pt]``.
 """
 import argparse
+import hashlib
+import json
 import os
 import sys
 
@@ -27,7 +29,37 @@ class DieAt(Hook):
             os._exit(17)
 
 
-def build(work_dir, loop, resume, crash_at, async_save, storage_root=None):
+class TraceTo(Hook):
+    """Appends, after every iteration, a digest of the weights, the optimizer state and the
+    torch generator to a JSON-lines file, so two runs can be compared iteration by iteration
+    (``benchmarks/resume_stress.py`` names the first iteration at which they differ)."""
+
+    priority = "LOWEST"
+
+    def __init__(self, path):
+        self.path = path
+
+    @staticmethod
+    def _digest(tensors):
+        digest = hashlib.sha1()
+        for tensor in tensors:
+            digest.update(tensor.detach().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        model = runner.strategy.unwrap(runner.model)
+        optimizer = runner.optim_wrapper.optimizer
+        moments = [value for state in optimizer.state.values() for value in state.values()
+                   if isinstance(value, torch.Tensor)]
+        record = {"iter": runner.iter + 1, "weights": self._digest(model.parameters()),
+                  "optimizer": self._digest(moments),
+                  "rng": self._digest([torch.get_rng_state()]),
+                  "lr": optimizer.param_groups[0]["lr"]}
+        with open(self.path, "a") as trace:
+            trace.write(json.dumps(record) + "\n")
+
+
+def build(work_dir, loop, resume, crash_at, async_save, trace=None, deterministic=False):
     sampler = "InfiniteSampler" if loop == "iter" else "DefaultSampler"
     train_cfg = dict(by_epoch=False, max_iters=100, val_interval=50) if loop == "iter" else \
         dict(by_epoch=True, max_epochs=3, val_interval=1)
@@ -48,8 +80,9 @@ def build(work_dir, loop, resume, crash_at, async_save, storage_root=None):
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=20,
                                            async_save=async_save),
                            logger=dict(type="LoggerHook", interval=25)),
-        custom_hooks=[DieAt(crash_at)] if crash_at else [],
-        randomness=dict(seed=7), resume=resume, experiment_name="resume")
+        custom_hooks=([DieAt(crash_at)] if crash_at else []) + ([TraceTo(trace)] if trace else []),
+        randomness=dict(seed=7, deterministic=deterministic), resume=resume,
+        experiment_name="resume")
 
 
 def main():
@@ -60,8 +93,11 @@ def main():
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--async-save", action="store_true")
     parser.add_argument("--out")
+    parser.add_argument("--trace", help="append per-iteration digests to this file")
+    parser.add_argument("--deterministic", action="store_true")
     args = parser.parse_args()
-    runner = build(args.work_dir, args.loop, args.resume, args.crash_at, args.async_save)
+    runner = build(args.work_dir, args.loop, args.resume, args.crash_at, args.async_save,
+                   args.trace, args.deterministic)
     model = runner.train()
     if args.out:
         torch.save({"model": model.state_dict(),
