@@ -5,7 +5,8 @@ holding the files of a backend (``full_state``: ``torch.save`` files; ``sharded`
 the same small files) and two kinds of records this module owns:
 
 - ``rank_<r>.done.json``: written by each rank after its files, with their sizes and CRC-32s
-  (DCP shard files are recorded by size only: DCP itself reads them);
+  (DCP shard files too, counted while DCP wrote them; sharded checkpoints written before
+  that record their DCP files by size only);
 - ``commit.json`` (rank 0, last): every file with its size and CRC-32, the world size and the
   layout (``full`` or ``sharded``).
 
@@ -83,7 +84,9 @@ def done_file(rank: int) -> str:
 @dataclass(frozen=True)
 class FileRecord:
     size: int
-    crc32: int | None  # None: checked by size only (DCP shards, which DCP reads itself)
+    # None: checked by size only (the DCP files of sharded checkpoints written before their
+    # CRC-32s were recorded)
+    crc32: int | None
 
     def to_json(self) -> dict:
         return {"size": self.size, "crc32": self.crc32}

@@ -3,7 +3,8 @@
 A location is one of: a committed checkpoint directory (full-state or sharded layout, see
 :mod:`.envelope`), or a single file (ours, MMEngine's ``.pth``, or a bare state dict). Loading
 never runs code: full-state and single files are read with ``weights_only=True``, sharded ones
-through DCP.
+through DCP with a restricted unpickler for its metadata and weights-only non-tensor entries
+(:mod:`.dcp_io`). Every file is checked against the size and CRC-32 its commit record lists.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ class OpenedCheckpoint:
         checkpoint = full_state.read_files(self.location, self.record, self.meta, map_location,
                                            rank, weights_only)
         if self.layout == envelope.SHARDED:
-            tensors = sharded.load_full(self.location)
+            tensors = sharded.load_full(self.location, self.record)
             checkpoint["state_dict"] = tensors.get("model", {})
             if not weights_only and "optim" in tensors:
                 checkpoint["optimizer"] = tensors["optim"]
