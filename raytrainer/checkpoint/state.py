@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from .. import __version__, storage
+from ..utils.numerics import numerics_state, restore_numerics
 from . import envelope
 from .envelope import CheckpointError
 from .full_state import RANK_STATE_KEY
@@ -114,7 +115,8 @@ def collect(runner, lineage: str, directory: str, save_optimizer: bool = True,
         "meta": meta_of(runner, lineage, by_epoch, meta),
         "state_dict": strategy.model_state_dict(runner.model),
         "message_hub": _hub_state(runner, directory),
-        RANK_STATE_KEY: {"rng": get_rng_state(), "rank": runner.rank},
+        RANK_STATE_KEY: {"rng": get_rng_state(), "rank": runner.rank,
+                         "numerics": numerics_state()},
     }
     loop = runner.train_loop_or_none
     if loop is not None:
@@ -228,6 +230,8 @@ def restore(runner, checkpoint: dict, location: str, directory: str,
     if resume_optimizer:
         describe_rescale(runner, meta, where)
     rank_state = checkpoint.get(RANK_STATE_KEY, {})
+    restore_numerics(rank_state.get("numerics") or {}, runner.deterministic, where,
+                     runner.logger)
     if "rng" in rank_state:
         set_rng_state(rank_state["rng"])
     else:

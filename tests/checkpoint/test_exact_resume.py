@@ -9,6 +9,7 @@ counters and sampler position must all come back exactly.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,9 +21,11 @@ from raytrainer import storage
 SCRIPT = os.path.join(os.path.dirname(__file__), "train_script.py")
 
 
-def _train(work_dir: str, loop: str, *extra: str) -> subprocess.CompletedProcess:
+def _train(work_dir: str, loop: str, *extra: str, threads: int | None = None
+           ) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     return subprocess.run([sys.executable, SCRIPT, work_dir, loop, *extra],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 def _assert_same_training_state(a: dict, b: dict) -> None:
@@ -69,3 +72,30 @@ def test_resume_from_s3_storage(tmp_path, s3_bucket):
     assert resumed["resumed_from"] == storage.join(s3_bucket, "runs", "interrupted",
                                                    "checkpoints", "iter_20")
     _assert_same_training_state(straight, resumed)
+
+
+def test_resume_with_another_thread_count(tmp_path):
+    """A product over 1 thread sums in another order than over 2: resumed with another
+    thread count a run leaves the uninterrupted one from its first step. Deterministic mode
+    takes the checkpoint's thread count; otherwise the resumed run warns."""
+    straight_out, resumed_out = tmp_path / "straight.pt", tmp_path / "resumed.pt"
+    done = _train(str(tmp_path / "straight"), "iter", "--deterministic", "--out",
+                  str(straight_out), threads=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    work_dir = tmp_path / "interrupted"
+    crashed = _train(str(work_dir), "iter", "--crash-at", "33", "--deterministic", threads=2)
+    assert crashed.returncode == 17, crashed.stderr[-3000:]
+    shutil.copytree(work_dir, tmp_path / "copy")
+
+    resumed = _train(str(work_dir), "iter", "--resume", "--deterministic", "--out",
+                     str(resumed_out), threads=1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "iter_20 was saved with 2 intra-op thread(s); this process had 1 and now uses 2" \
+        in resumed.stdout
+    _assert_same_training_state(torch.load(straight_out, weights_only=True),
+                                torch.load(resumed_out, weights_only=True))
+
+    loose = _train(str(tmp_path / "copy"), "iter", "--resume", threads=1)
+    assert loose.returncode == 0, loose.stderr[-3000:]
+    assert "iter_20 was saved with 2 intra-op thread(s) and this process uses 1: the resumed " \
+        "run is close to, not bitwise equal to, an uninterrupted one" in loose.stdout
