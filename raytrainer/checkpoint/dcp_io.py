@@ -5,12 +5,14 @@ non-tensor entries of its ``.distcp`` files with ``torch.load(weights_only=False
 file would run code. And it trusts every byte of its shard files. This module gives DCP:
 
 - writers (:func:`writer`) whose files are checksummed as DCP writes them: every stream DCP
-  opens for writing counts its bytes and their CRC-32 (on a helper thread beside the write for
-  large chunks, as the full-state files are), so the ``done`` marker records a CRC-32 per shard
-  file without reading anything back;
+  opens for writing counts its bytes and their CRC-32, so the ``done`` marker records a CRC-32
+  per shard file without reading anything back. The CRC-32 is zlib's, computed by zlib-ng when
+  it is installed (a dependency of raytrainer: the same values, about 5x faster here, which
+  keeps the checksum within about 5 % of a save to the page cache; see
+  ``benchmarks/shard_checksums.py``), else by the standard library's ``zlib``;
 - readers (:func:`reader`) that open only files the commit record lists, check each one's
-  CRC-32 before DCP reads from it (a local file is streamed once through the checksum and then
-  read where it lies; a remote one is downloaded once, checked and served from memory), and
+  CRC-32 before DCP reads from it (a local file through a memory map, then read where it lies; a
+  remote one is downloaded once, checked and served from memory), and
   read ``.metadata`` with a restricted unpickler that builds only DCP's metadata classes and
   the few torch types they hold (Python's "restricting globals" pattern: torch's weights-only
   unpickler reads pickle protocol 2 only, and DCP writes protocol 4);
@@ -25,10 +27,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import mmap
 import os
 import pathlib
 import pickle
-import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -45,16 +47,38 @@ from torch.distributed.checkpoint.default_planner import (
 
 from .. import storage
 from .envelope import CheckpointError, FileRecord
-from .full_state import _CRC32Writer
+
+try:  # zlib's CRC-32 (the same values), vectorised
+    from zlib_ng.zlib_ng import crc32
+except ImportError:  # pragma: no cover - zlib-ng is a dependency
+    from zlib import crc32
 
 METADATA_FILE = ".metadata"
-_READ_CHUNK = 8 << 20
 
 
 # ---- writing ----------------------------------------------------------------------------
-class _ChecksummedStream(_CRC32Writer):
+class _ChecksummedStream:
     """A stream DCP writes one file into: size and CRC-32 kept on the way, the rest (``tell``
-    for item offsets, ``close``, ``fileno`` for fsync) passed through."""
+    for item offsets, ``close``, ``fileno`` for fsync) passed through.
+
+    The CRC-32 is computed in the writing thread, before each chunk is passed on: at zlib-ng's
+    speed a helper thread per chunk costs more than it saves (see ``benchmarks/README.md``).
+    """
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self.size = 0
+        self.crc32 = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.crc32 = crc32(view, self.crc32)
+        self._stream.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def flush(self) -> None:
+        self._stream.flush()
 
     def tell(self) -> int:
         return self._stream.tell()
@@ -210,16 +234,12 @@ class _VerifyingFileSystem:
             raise CheckpointError(f"{self._where}/{name} is not a file of the checkpoint (its "
                                   "commit record does not list it)")
         with self._inner.create_stream(path, mode) as stream:
-            if self._local:
-                size, crc = 0, 0
-                while chunk := stream.read(_READ_CHUNK):
-                    size, crc = size + len(chunk), zlib.crc32(chunk, crc)
-                self._check(name, info, size, crc)
-                stream.seek(0)
+            if self._local:  # checked through a memory map, then read where it lies
+                self._check(name, info, *_mapped_crc32(stream))
                 yield stream
             else:  # one download: checked, then served from memory
                 data = stream.read()
-                self._check(name, info, len(data), zlib.crc32(data))
+                self._check(name, info, len(data), crc32(data))
                 yield io.BytesIO(data)
 
     def _check(self, name: str, info: Mapping, size: int, crc: int) -> None:
@@ -231,6 +251,15 @@ class _VerifyingFileSystem:
         if expected is not None and crc != expected:
             raise ShardChecksumError(f"{where} is corrupt: its CRC-32 is {crc:#010x}, the "
                                      f"commit record says {expected:#010x}")
+
+
+def _mapped_crc32(stream: Any) -> tuple[int, int]:
+    """Size and CRC-32 of an open local file, read through a memory map (no copy)."""
+    size = os.fstat(stream.fileno()).st_size
+    if not size:
+        return 0, 0
+    with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        return size, crc32(mapped)
 
 
 class _CheckedReading:
