@@ -268,7 +268,7 @@ def _run_pair(wrappers_and_models, batches):
 
 @pytest.mark.parametrize("init_counts", [0, 3])
 def test_parity_with_mmengine_optim_wrapper(message_hub, init_counts):
-    from mmengine.optim import OptimWrapper as MMOptimWrapper
+    MMOptimWrapper = pytest.importorskip("mmengine.optim").OptimWrapper
 
     batches = make_batches(7)[init_counts:]
     ours_model = make_model()
