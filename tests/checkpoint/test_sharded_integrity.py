@@ -4,6 +4,7 @@
 S3, leaving the older checkpoint as it was."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import zlib
@@ -154,3 +155,17 @@ def test_a_damaged_shard_fails_test_and_resume_falls_back(sharded_run, tmp_path,
     assert f"resumed from {storage.describe(older)} at epoch 1, iter 45" in out
     assert _files(older) == older_files  # untouched
     assert storage.exists(shard) and ckpt.is_committed(damaged)  # nothing deleted
+
+
+def test_a_shard_file_its_commit_record_does_not_list_is_not_read(sharded_run, tmp_path,
+                                                                  capsys):
+    work_dir = _copy(sharded_run, tmp_path)
+    location = os.path.join(work_dir, "checkpoints", "epoch_2")
+    commit = os.path.join(location, ckpt.COMMIT_FILE)
+    record = json.loads(open(commit).read())
+    del record["files"]["dcp/__0_0.distcp"]  # .metadata still points DCP at it
+    open(commit, "w").write(json.dumps(record))
+    assert main(["convert", location, str(tmp_path / "weights.pth")]) == 1
+    assert f"{location}/dcp/__0_0.distcp is not a file of the checkpoint (its commit record " \
+        "does not list it)" in capsys.readouterr().err
+    assert not (tmp_path / "weights.pth").exists()
