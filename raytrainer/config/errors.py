@@ -1,11 +1,11 @@
-"""Exceptions for user-facing config mistakes.
+"""Exceptions and warnings for user-facing config mistakes.
 
-This module owns the exception types only. Every message names the file, the config key or
+This module owns these types only. Every message names the file, the config key or
 the command-line token at fault and says what was expected.
 """
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ConfigFileNotFound"]
+__all__ = ["ConfigError", "ConfigFileNotFound", "ConfigWarning"]
 
 
 class ConfigError(ValueError):
@@ -14,3 +14,7 @@ class ConfigError(ValueError):
 
 class ConfigFileNotFound(ConfigError, FileNotFoundError):
     """A config file, or a ``_base_`` file it names, does not exist."""
+
+
+class ConfigWarning(UserWarning):
+    """A config value that is accepted but probably not what was meant."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..config import warn_ignored
 from ..dist import broadcast_object_list, collect_results, is_main_process
 from ..logging import print_log
 from ..registry import METRICS
@@ -36,8 +37,8 @@ class BaseMetric(metaclass=ABCMeta):
         collect_device: ``'cpu'`` or ``'gpu'``: where results are gathered.
         prefix: Prefix of the metric names (``'accuracy'`` → ``'accuracy/top1'``); defaults to
             the class attribute ``default_prefix``.
-        collect_dir: Accepted for MMEngine compatibility; results are gathered with
-            collectives, so no shared directory is used.
+        collect_dir: Accepted for MMEngine compatibility (it warns once): results are gathered
+            with collectives, so no shared directory is used.
     """
 
     default_prefix: str | None = None
@@ -48,6 +49,8 @@ class BaseMetric(metaclass=ABCMeta):
             raise ValueError(f"collect_device must be 'cpu' or 'gpu', got {collect_device!r}")
         if collect_dir is not None and collect_device != "cpu":
             raise ValueError("collect_dir can only be set with collect_device='cpu'")
+        if collect_dir is not None:
+            warn_ignored("BaseMetric.collect_dir", collect_dir)
         self._dataset_meta: dict | None = None
         self.collect_device = collect_device
         self.collect_dir = collect_dir

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from .. import checkpoint as ckpt
 from .. import storage
+from ..config import warn_ignored
 from ..registry import HOOKS
 from .hook import Hook
 
@@ -89,6 +90,10 @@ class CheckpointHook(Hook):
         if max_keep_ckpts == 0 or max_keep_ckpts < -1:
             raise ValueError(f"CheckpointHook: max_keep_ckpts must be -1 or positive, got "
                              f"{max_keep_ckpts}")
+        for name, value in (("file_client_args", file_client_args),
+                            ("backend_args", backend_args), ("published_keys", published_keys)):
+            if value is not None:
+                warn_ignored(f"CheckpointHook.{name}", value)
         self.interval = interval
         self.by_epoch = by_epoch
         self.save_optimizer = save_optimizer

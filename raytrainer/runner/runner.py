@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from .. import dist
 from .. import storage as store
 from ..checkpoint.manager import CheckpointManager
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, warn_ignored, warn_ignored_top_level
 from ..dataset.builder import build_dataloader
 from ..evaluator import Evaluator
 from ..hooks.hook import Hook, get_priority
@@ -92,11 +92,12 @@ class Runner:
         resume: True/'auto' resumes from the latest committed checkpoint in ``work_dir``; a
             location resumes from that checkpoint.
         launcher: ``'none'`` (one process) or ``'pytorch'`` (torchrun env variables).
-        env_cfg: ``dict(cudnn_benchmark=.., dist_cfg=dict(backend=..))``.
+        env_cfg: ``dict(cudnn_benchmark=.., dist_cfg=dict(backend=..))``; other keys warn once.
         log_processor: LogProcessor config.
         log_level: Logger level name.
         visualizer: Visualizer or its config.
-        default_scope: Accepted for compatibility (raytrainer has one registry scope).
+        default_scope: Accepted for compatibility (raytrainer has one registry scope); a scope
+            other than ``'raytrainer'``/``'mmengine'`` warns once.
         randomness: ``dict(seed=None|int, deterministic=bool, diff_rank_seed=bool)``.
         experiment_name: Name of the run; defaults to ``<config name>_<timestamp>``.
         cfg: The full config, dumped to the work_dir and stored in checkpoints.
@@ -161,12 +162,17 @@ class Runner:
         self.auto_scale_lr = auto_scale_lr
         self.lr_scale_factor: float | None = None
         self.default_scope = default_scope
+        if default_scope not in (None, "raytrainer", "mmengine"):
+            warn_ignored("default_scope", default_scope)
         self._load_from, self._resume, self._load_strict = load_from, resume, load_strict
         self._lease = None  # the work_dir lease while training (rank 0, not on Ray)
         self.checkpoints = CheckpointManager(self)
 
         self._launcher = launcher
         self._env_cfg = dict(env_cfg or {})
+        for key in sorted(set(self._env_cfg) - {"cudnn_benchmark", "dist_cfg"}):
+            warn_ignored(f"env_cfg.{key}", self._env_cfg[key],
+                         why="raytrainer reads env_cfg.cudnn_benchmark and env_cfg.dist_cfg only")
         self.strategy = self._build_strategy(strategy, launcher, model_wrapper_cfg,
                                              find_unused_parameters)
         self.strategy.setup(self._env_cfg)
@@ -211,6 +217,7 @@ class Runner:
         if custom_imports:
             import_modules_from_strings(**custom_imports)
         validation.warn_unknown_keys(cfg)
+        warn_ignored_top_level(cfg)
         validation.check_ray_section(cfg.get("ray"))
         if "work_dir" not in cfg:
             raise KeyError("the config has no 'work_dir'; set it in the file or pass "
@@ -553,6 +560,10 @@ class Runner:
                         on_committed: Callable[[str], None] | None = None) -> str:
         """Save the training state as checkpoint ``filename`` under ``out_dir`` (every rank);
         returns its location. See :meth:`raytrainer.checkpoint.CheckpointManager.save`."""
+        for name, value in (("file_client_args", file_client_args),
+                            ("backend_args", backend_args)):
+            if value is not None:
+                warn_ignored(f"save_checkpoint.{name}", value)
         return self.checkpoints.save(out_dir, filename, save_optimizer, save_param_scheduler,
                                      meta, by_epoch, asynchronous, on_committed)
 
@@ -567,6 +578,8 @@ class Runner:
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location: str = "default") -> None:
         """Restore the complete training state from a checkpoint and continue from it."""
+        if map_location not in ("default", "cpu"):
+            warn_ignored("resume.map_location", map_location)
         self.checkpoints.resume(filename, resume_optimizer, resume_param_scheduler,
                                 map_location)
 

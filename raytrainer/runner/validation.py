@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, ConfigWarning
 
 # Top-level keys that are not Runner arguments but that raytrainer or MMEngine configs use.
 _OTHER_TOP_LEVEL_KEYS = frozenset({
@@ -31,10 +31,6 @@ _OTHER_TOP_LEVEL_KEYS = frozenset({
 _TYPO_CUTOFF = 0.75
 _DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 _EVALUATORS = ("val_evaluator", "test_evaluator")
-
-
-class ConfigWarning(UserWarning):
-    """A config value that is accepted but probably not what was meant."""
 
 
 def _is_int(value: Any) -> bool:
