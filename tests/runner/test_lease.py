@@ -23,7 +23,7 @@ from raytrainer.runner.lease import (
     read_lease,
 )
 
-from ..runner.helpers import runner_kwargs
+from .helpers import runner_kwargs
 from ..test_cli import ROOT, run_cli
 
 
