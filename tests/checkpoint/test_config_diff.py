@@ -1,10 +1,13 @@
 """Naming the model keys that differ between a checkpoint's stored config and the current one."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from raytrainer.checkpoint.config_diff import model_key_differences, saved_sections
 from raytrainer.config import Config
+from raytrainer.runner import Runner
+from tests.runner.helpers import runner_kwargs
 
 
 def _text(**model) -> str:
@@ -45,12 +48,6 @@ def test_the_stored_text_is_never_executed(tmp_path):
 
 
 def test_resuming_into_a_changed_model_names_the_config_keys_that_differ(tmp_path):
-    import pytest
-
-    from raytrainer.runner import Runner
-
-    from .helpers import runner_kwargs
-
     def cfg(hidden, epochs, **more):
         kwargs = runner_kwargs(tmp_path / "work", epochs=epochs, val=False, **more)
         kwargs["model"] = dict(type="MLPClassifier", hidden_dims=hidden)
