@@ -5,7 +5,9 @@ This module owns connecting the driver to Ray and nothing else about the run:
 - With no ``address`` (``--address``/``ray.address``) and no ``RAY_ADDRESS``, the driver starts
   its **own** local instance (``address='local'``) and stops it at the end. It never
   joins an instance it did not start (another user's run, a ``ray start`` cluster), and a stale
-  ``/tmp/ray/ray_current_cluster`` record is never read.
+  ``/tmp/ray/ray_current_cluster`` record is never read. A reaper process
+  (:mod:`raytrainer.launch.reaper`) stops that instance's processes when the driver dies
+  without stopping it (SIGKILL, a crash).
 - Joining a cluster is explicit: ``address='auto'`` (the cluster ``ray start`` made on this
   machine), ``HOST:PORT``, ``ray://...``, or ``RAY_ADDRESS`` (which ``ray job submit`` sets).
 
@@ -25,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ..logging import print_log
+from .reaper import watch
 from .settings import RaySettings
 
 _LOOPBACK = "127.0.0.1"
@@ -117,6 +120,7 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
     extra = dict(init_kwargs or {})
     address = cluster_address(settings)
     saved = {name: os.environ.get(name) for name in _ENV}
+    reaper = None
     if address:
         check_reachable(address)
         ray.init(address=address, log_to_driver=log_to_driver, **extra)
@@ -127,6 +131,7 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
         own = f"{_LOOPBACK}:{port}"
         # Inherited by the raylet and so by every worker and helper actor of this instance.
         os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=own)
+        reaper = watch()  # the instance ends with this driver, even a SIGKILLed one
         try:
             # The dashboard serves the state API that Ray Train's helper actors query.
             ray.init(address="local", num_cpus=settings.num_cpus, _node_ip_address=_LOOPBACK,
@@ -134,6 +139,7 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
                      log_to_driver=log_to_driver, **extra)
         except BaseException:
             _restore(saved)
+            reaper.close()
             raise
         connection = Connection(address=own, started=True)
         print_log(f"started a private local Ray instance at {own} for this run (join a "
@@ -144,6 +150,8 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
     finally:
         ray.shutdown()
         _restore(saved)
+        if reaper is not None:
+            reaper.close()  # stops what ray.shutdown() left of the instance
 
 
 def _restore(saved: dict) -> None:
