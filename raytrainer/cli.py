@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .checkpoint import convert
 from .config import Config, ConfigError, DictAction
 from .k8s import cli as k8s_cli
-from .launch import tune_cli
+from .launch import shutdown, tune_cli
 from .visualization import plot
 
 EXIT_OK = 0
@@ -163,19 +163,31 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def _run_in_process(args: argparse.Namespace, cfg: Config) -> dict:
-    """Run in this process; returns what the summary shows."""
+    """Run in this process; returns what the summary shows (``stopped``: how a signal ended
+    the run early, see :mod:`raytrainer.launch.shutdown`)."""
+    from .launch import stop_hook
     from .runner import Runner
 
     runner = Runner.from_cfg(cfg)
+    stopped = None
     if args.command == "train":
-        runner.train()
+        runner.register_hook(stop_hook.StopHook())
+        try:
+            stop = stop_hook.train(runner)
+        except shutdown.ForcedStop as forced:
+            stopped = {"signal": shutdown.signal_name(forced.signum), "signum": forced.signum,
+                       "iter": None, "checkpoint": stop_hook.newest_committed(runner),
+                       "forced": True}
+            runner.message_hub.update_info("last_ckpt", stopped["checkpoint"])
+        else:
+            stopped = stop.to_dict() if stop else None
         metrics = getattr(runner.val_loop, "last_metrics", None)
     else:
         metrics = runner.val() if args.command == "val" else runner.test()
     hub = runner.message_hub
     return {"metrics": metrics, "work_dir": str(runner.work_dir),
             "last_checkpoint": hub.get_info("last_ckpt"),
-            "best_checkpoint": hub.get_info("best_ckpt")}
+            "best_checkpoint": hub.get_info("best_ckpt"), "stopped": stopped}
 
 
 def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict:
@@ -190,7 +202,7 @@ def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict:
     details = result.details
     return {"metrics": result.metrics, "work_dir": result.spec.work_dir,
             "last_checkpoint": details.get("last_checkpoint"),
-            "best_checkpoint": details.get("best_checkpoint")}
+            "best_checkpoint": details.get("best_checkpoint"), "stopped": result.stopped}
 
 
 def _cfg_option_words(options: dict) -> list[str]:
@@ -214,18 +226,22 @@ def run(args: argparse.Namespace) -> int:
     from .launch.summary import run_summary
 
     started = time.monotonic()
-    cfg = load_config(args)
-    if args.launcher == "none":
-        if args.num_workers not in (None, 1) or args.gpu or args.address:
-            raise ConfigError("--num-workers, --gpu and --address need --launcher ray")
-        outcome = _run_in_process(args, cfg)
-    else:
-        outcome = _run_on_ray(args, cfg)
+    # SIGTERM/Ctrl-C: training stops at an iteration boundary with a checkpoint, the summary
+    # names it and the command exits with 128 + the signal number.
+    with shutdown.handle_signals(graceful=args.command == "train"):
+        cfg = load_config(args)
+        if args.launcher == "none":
+            if args.num_workers not in (None, 1) or args.gpu or args.address:
+                raise ConfigError("--num-workers, --gpu and --address need --launcher ray")
+            outcome = _run_in_process(args, cfg)
+        else:
+            outcome = _run_on_ray(args, cfg)
     lines = run_summary(args.command, wall_s=time.monotonic() - started, config=args.config,
                         cfg_options=_cfg_option_words(args.cfg_options),
                         launch_args=_launch_words(args), **outcome)
     print("\n".join(lines), flush=True)
-    return EXIT_OK
+    stopped = outcome.get("stopped")
+    return shutdown.exit_code(stopped["signum"]) if stopped else EXIT_OK
 
 
 def _innermost(exc: BaseException) -> BaseException:
@@ -260,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = _format_warning
     try:
         return run(args)
+    except shutdown.ForcedStop as stop:  # before the run started, or outside training
+        print(f"raytrainer: stopped by {shutdown.signal_name(stop.signum)}", file=sys.stderr)
+        return shutdown.exit_code(stop.signum)
     except KeyboardInterrupt:
         print("raytrainer: interrupted", file=sys.stderr)
         return 130

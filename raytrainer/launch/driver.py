@@ -20,8 +20,8 @@ run that does not continue the latest checkpoint (``resume=True``) starts that l
 """
 from __future__ import annotations
 
-import _thread
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -30,10 +30,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .. import checkpoint as ckpt
 from .. import storage
 from ..config import Config
 from ..logging import print_log
 from ..runner.lease import WorkDirLease
+from . import shutdown
 from .cluster import check_feasible, connect
 from .console import RunConsole
 from .failures import FailFastTorchTrainer
@@ -54,12 +56,16 @@ class LaunchResult:
         metrics: Final metrics written by rank 0 (validation metrics after training).
         result: Ray Train's ``Result`` (checkpoint, metrics of the last checkpoint report).
         details: Rank 0's ``result.json`` (last checkpoint, iteration, log directory ...).
+        stopped: Set when a signal ended the run early (:mod:`raytrainer.launch.shutdown`):
+            ``signal``, ``signum``, ``iter``, ``checkpoint`` (the committed checkpoint it
+            stopped at) and ``forced`` (a second signal: no new checkpoint). None otherwise.
     """
 
     spec: RunSpec
     metrics: dict
     result: Any
     details: dict
+    stopped: dict | None = None
 
 
 def _checkpoint_keep(cfg: Config) -> int | None:
@@ -171,8 +177,28 @@ def hold_work_dir(run: PreparedRun,
             lease.check()
 
 
+class StoppableTrainer(FailFastTorchTrainer):
+    """Leaves SIGINT to :mod:`raytrainer.launch.shutdown` while it handles the signals: Ray
+    Train's own handler aborts the run on the first Ctrl-C, without a checkpoint or a
+    summary. A stop that must happen at once (:meth:`abort`) aborts the controller, as
+    Ray's handler does."""
+
+    controller = None
+
+    def _register_sigint_handler(self, controller) -> None:
+        self.controller = controller
+        if not shutdown.active():
+            super()._register_sigint_handler(controller)
+
+    def abort(self, signum: int | None = None) -> None:
+        import ray
+
+        if self.controller is not None:
+            ray.get(self.controller.abort.remote(), timeout=10)
+
+
 def build_trainer(run: PreparedRun, verbose: bool = False, callbacks: list | None = None,
-                  **loop_extras: Any) -> FailFastTorchTrainer:
+                  **loop_extras: Any) -> StoppableTrainer:
     """The ``TorchTrainer`` of a prepared run (Ray must be connected).
 
     Args:
@@ -188,7 +214,7 @@ def build_trainer(run: PreparedRun, verbose: bool = False, callbacks: list | Non
     if settings.worker_group_start_timeout_s is not None:
         os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = \
             str(settings.worker_group_start_timeout_s)
-    return FailFastTorchTrainer(
+    return StoppableTrainer(
         train_loop_per_worker, train_loop_config={**run.loop_config, **loop_extras},
         scaling_config=ScalingConfig(num_workers=settings.num_workers,
                                      use_gpu=settings.use_gpu,
@@ -210,24 +236,73 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
     ``verbose`` also prints Ray's own output (every worker's, Ray Train's INFO lines); by
     default the console shows rank 0's log lines and, on a terminal, a progress bar
     (:mod:`raytrainer.launch.console`).
+
+    SIGTERM and SIGINT (Ctrl-C) stop a training run at the next iteration boundary with a
+    committed checkpoint (a second one stops it at once); the result's ``stopped`` says so
+    (:mod:`raytrainer.launch.shutdown`).
     """
-    run = prepare_run(cfg, mode, settings, checkpoint)
-    settings, spec = run.settings, run.spec
+    with shutdown.handle_signals(graceful=mode == "train"):
+        run = prepare_run(cfg, mode, settings, checkpoint)
+        try:
+            return _launch(run, verbose)
+        except shutdown.ForcedStop as stop:
+            newest = _newest_committed(run.spec) if mode == "train" else None
+            return LaunchResult(spec=run.spec, metrics={}, result=None,
+                                details={"last_checkpoint": newest},
+                                stopped=_stop_record(stop.signum, newest, forced=True))
+
+
+def _launch(run: PreparedRun, verbose: bool) -> LaunchResult:
+    settings, spec, mode = run.settings, run.spec, run.mode
     quiet = dict(logging_level=logging.INFO if verbose else logging.WARNING)
-    # A lease taken over by another run interrupts fit() (Ray Train aborts on SIGINT).
-    with hold_work_dir(run, on_lost=_thread.interrupt_main), \
-            connect(settings, log_to_driver=verbose, init_kwargs=quiet) as connection:
+    # A lease taken over by another run ends fit() at once (no checkpoint into its work_dir).
+    lost = functools.partial(shutdown.interrupt_now, "another run took the work_dir's lease "
+                             "over: stopping now")
+    # A second signal exits at once while Ray starts and stops (raising inside Ray's C code
+    # fails), and aborts Ray Train's controller during fit().
+    with shutdown.on_force(shutdown.exit_at_once), hold_work_dir(run, on_lost=lost), \
+            connect(settings, log_to_driver=verbose, init_kwargs=quiet) as connection, \
+            _stop_flag(mode) as flag:
+        shutdown.install()  # ray.init replaced the SIGTERM handler
         check_feasible(settings, connection, settings.worker_group_start_timeout_s)
         run_console = RunConsole(verbose)
-        trainer = build_trainer(run, verbose, console=run_console.open())
+        trainer = build_trainer(run, verbose, console=run_console.open(), stop_flag=flag)
         print_log(f"{mode}: run {spec.experiment_name} on {settings.num_workers} Ray worker(s) "
                   f"({settings.torch_backend}); work_dir={storage.describe(spec.work_dir)} "
                   f"seed={spec.seed} resume={spec.resume!r}", logger="current")
-        with run_console:
-            result = trainer.fit()
+        if shutdown.requested():  # stopped while Ray started: no worker needs to start
+            newest = _newest_committed(spec)
+            return LaunchResult(spec=spec, metrics={}, result=None,
+                                details={"last_checkpoint": newest},
+                                stopped=_stop_record(shutdown.requested(), newest))
+        with run_console, shutdown.on_force(trainer.abort):
+            try:
+                result = trainer.fit()
+            except Exception:
+                if not shutdown.forced():
+                    raise
+                result = None  # the controller was aborted
+        if result is None:
+            raise shutdown.ForcedStop(shutdown.requested())
     details = read_result(spec)
     return LaunchResult(spec=spec, metrics=details.get("metrics", {}), result=result,
-                        details=details)
+                        details=details, stopped=details.get("stopped"))
+
+
+def _stop_flag(mode: str):
+    """The driver's stop request, for the workers of a training run."""
+    return shutdown.ray_stop_flag() if mode == "train" else contextlib.nullcontext()
+
+
+def _newest_committed(spec: RunSpec) -> str | None:
+    """The newest committed checkpoint of the run's lineage (None if there is none)."""
+    found = ckpt.list_checkpoints(spec.checkpoint_dir, warn=False, lineage=spec.lineage)
+    return found[-1] if found else None
+
+
+def _stop_record(signum: int, checkpoint: str | None, forced: bool = False) -> dict:
+    return {"signal": shutdown.signal_name(signum), "signum": signum, "iter": None,
+            "checkpoint": checkpoint, "forced": forced}
 
 
 def _eval_spec(cfg: Config) -> RunSpec:

@@ -1,7 +1,8 @@
 """The summary the ``raytrainer`` command prints when a run ends.
 
 It owns the wording only: final metrics, best and last checkpoint, work_dir, wall time and the
-exact commands that resume the run and test its checkpoint. The values come from rank 0's
+exact commands that resume the run and test its checkpoint; for a run a signal stopped, a
+first line with the signal, the iteration and the exit code. The values come from rank 0's
 ``result.json`` (see :mod:`raytrainer.launch.worker`) or the in-process Runner.
 """
 from __future__ import annotations
@@ -32,10 +33,24 @@ def _command(verb: str, config: str, work_dir: str, cfg_options: Sequence[str],
     return shlex.join(words + [flag, checkpoint])
 
 
+def stop_line(stopped: Mapping) -> str:
+    """How a signal ended the run early (see :mod:`raytrainer.launch.shutdown`)."""
+    code = f"exit code {128 + int(stopped['signum'])}"
+    checkpoint = stopped.get("checkpoint")
+    if stopped.get("forced"):
+        kept = f"newest committed checkpoint {checkpoint}" if checkpoint else \
+            "no committed checkpoint"
+        return f"stopped at once by a second {stopped['signal']}: {kept} ({code})"
+    where = f" after iteration {stopped['iter']}" if stopped.get("iter") is not None else \
+        " before training"
+    saved = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint yet"
+    return f"stopped by {stopped['signal']}{where}: {saved} ({code})"
+
+
 def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float,
                 config: str, cfg_options: Sequence[str] = (), last_checkpoint: str | None = None,
-                best_checkpoint: str | None = None,
-                launch_args: Sequence[str] = ()) -> list[str]:
+                best_checkpoint: str | None = None, launch_args: Sequence[str] = (),
+                stopped: Mapping | None = None) -> list[str]:
     """The lines of the summary.
 
     Args:
@@ -49,9 +64,15 @@ def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float
         best_checkpoint: The best checkpoint (``save_best``), if any.
         launch_args: Where the run ran (``--launcher none``, ``--num-workers 4`` ...),
             repeated in the commands.
+        stopped: Set when a signal ended the run early (``signal``, ``signum``, ``iter``,
+            ``checkpoint``, ``forced``): the first line says so and the metrics are the last
+            validation's.
     """
     title = {"train": "final val", "val": "val", "test": "test"}[mode]
-    lines = [f"{title} {format_metrics(metrics)}" if metrics else f"{title}: no metrics"]
+    if stopped and mode == "train":
+        title = "last val"
+    lines = [stop_line(stopped)] if stopped else []
+    lines.append(f"{title} {format_metrics(metrics)}" if metrics else f"{title}: no metrics")
     if mode == "train":
         lines.append(f"best checkpoint: {best_checkpoint or '-'}")
         lines.append(f"last checkpoint: {last_checkpoint or '-'}")

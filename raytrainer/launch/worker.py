@@ -10,6 +10,7 @@ from .. import checkpoint as ckpt
 from .. import storage
 from ..config import Config
 from ..runner import Runner
+from . import stop_hook
 from .console_hook import ConsoleFeedHook
 
 
@@ -61,7 +62,8 @@ def _runner_cfg(config: dict) -> Config:
 def train_loop_per_worker(config: dict) -> None:
     """Build this rank's Runner and train, validate or test (``config['mode']``).
 
-    Rank 0 writes ``<log_dir>/result.json`` with the final metrics for the driver. An error
+    Rank 0 writes ``<log_dir>/result.json`` with the final metrics for the driver (and, when
+    the driver asked the run to stop early, where it stopped: ``stopped``). An error
     reaches Ray (which logs and forwards it) with URL credentials removed from its message.
     """
     try:
@@ -84,8 +86,13 @@ def _run_rank(config: dict) -> None:
     if config.get("console"):
         runner.register_hook(ConsoleFeedHook(**config["console"]))
     mode = config["mode"]
+    stopped = None
     if mode == "train":
-        runner.train()
+        if config.get("stop_flag") is not None:  # the driver's SIGTERM/Ctrl-C reaches here
+            runner.register_hook(stop_hook.StopHook(config["stop_flag"]))
+            stopped = stop_hook.train(runner)
+        else:
+            runner.train()
         val_loop = runner.val_loop
         metrics = getattr(val_loop, "last_metrics", None) or {}
     elif mode == "val":
@@ -97,6 +104,7 @@ def _run_rank(config: dict) -> None:
         result = {"mode": mode, "metrics": metrics, "iter": runner.iter, "epoch": runner.epoch,
                   "last_checkpoint": last, "best_checkpoint": runner.message_hub.get_info(
                       "best_ckpt"), "resumed_from": runner.resumed_from,
-                  "log_dir": runner.log_dir, "seed": runner.seed, "timestamp": runner.timestamp}
+                  "log_dir": runner.log_dir, "seed": runner.seed, "timestamp": runner.timestamp,
+                  "stopped": stopped.to_dict() if stopped else None}
         storage.write_text(storage.join(runner.log_dir, "result.json"),
                            json.dumps(result, indent=1, default=str))
