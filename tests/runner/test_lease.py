@@ -23,8 +23,8 @@ from raytrainer.runner.lease import (
     read_lease,
 )
 
-from .helpers import runner_kwargs
 from ..test_cli import ROOT, run_cli
+from .helpers import runner_kwargs
 
 
 def _config(tmp_path, release: str | None = None) -> str:
