@@ -2,9 +2,25 @@
 
 ``ray.train.report`` is a barrier: every rank must call it the same number of times. This hook
 reports only at points every rank agrees on: after validation, at the end of training, at the
-first iteration after a checkpoint save (so a validation right after the save is part of the
-checkpoint's metrics), and at logging intervals once ``interval_s`` seconds have passed (rank 0
-decides and broadcasts the decision at checks it plans ahead, so ranks rarely communicate).
+first iteration after a checkpoint save, and at logging intervals once ``interval_s`` seconds
+have passed (rank 0 decides and broadcasts the decision at checks it plans ahead, so ranks
+rarely communicate).
+
+A checkpoint's metrics: the CheckpointHook saves ``epoch_N`` after the epoch's training and
+before its validation, and a background save may commit after the next validation. Rank 0
+therefore notes, at each save, the metrics at the checkpoint's position (its epoch/iter as its
+meta records them), replaces them by those of a validation at that same position, and
+registers the checkpoint with exactly these, whenever it commits: ``epoch_N`` carries epoch
+N's validation, never epoch N+1's; a checkpoint saved between validations carries the latest
+validation before it. When these are older than the current metrics, the report point reports
+the current ones right after, so the run's last report is always its newest. A checkpoint an
+earlier attempt committed carries only its epoch/iter.
+
+A run resumed from the checkpoint at the end of training (a restarted worker group, a resumed
+sweep trial) trains nothing; the checkpoint's message hub holds the validation before its own.
+Such a run validates the checkpoint again before reporting (every rank; the loop would have
+validated there), so it reports, and writes to ``result.json``, the metrics the finished run
+had.
 Reports use Ray's asynchronous mode with an upload function
 that returns the checkpoint unchanged, since the runner has already written and committed it in
 the run directory: training never waits for Ray's controller.
@@ -57,6 +73,7 @@ from .. import dist, storage
 from ..hooks.checkpoint_hook import CheckpointHook
 from ..hooks.hook import Hook
 from ..registry import HOOKS
+from ..runner.loops import IterBasedTrainLoop
 
 
 def _metrics(runner) -> dict[str, Any]:
@@ -67,6 +84,17 @@ def _metrics(runner) -> dict[str, Any]:
             if isinstance(value, (int, float)):
                 metrics[key] = value
     return metrics
+
+
+def _position(runner) -> dict[str, int]:
+    """The epoch and iteration a checkpoint saved now records in its meta (completed epochs
+    and iterations; a step finished inside ``after_train_iter`` counts)."""
+    loop = runner.train_loop_or_none
+    if loop is None:
+        return {"epoch": runner.epoch, "iter": runner.iter}
+    progress = loop.state_dict()
+    ended = progress["inner_iter"] >= progress["epoch_length"]
+    return {"epoch": progress["epoch"] + int(ended), "iter": progress["iter"]}
 
 
 def _keep(checkpoint, _name):
@@ -87,6 +115,19 @@ def _max_keep(runner) -> int | None:
     """The run's ``max_keep_ckpts`` (None: every checkpoint is kept)."""
     keeps = [hook.max_keep_ckpts for hook in runner.hooks if isinstance(hook, CheckpointHook)]
     return keeps[0] if keeps and keeps[0] > 0 else None
+
+
+def _resumed_at_end(runner) -> bool:
+    """Whether the run resumed from a checkpoint at the end of training and the training loop
+    validates there (the same on every rank): it will train nothing."""
+    if not runner.resumed_from:
+        return False
+    loop = runner.train_loop_or_none
+    if loop is None or runner.val_loop is None:
+        return False
+    progress, end = (loop.iter, loop.max_iters) if isinstance(loop, IterBasedTrainLoop) \
+        else (loop.epoch, loop.max_epochs)
+    return progress >= end and progress >= loop.val_begin
 
 
 @HOOKS.register_module()
@@ -121,6 +162,10 @@ class RayReportHook(Hook):
         self._ray_free_at = 0.0
         self._max_keep: int | None = None
         self._poll_s = 0.0
+        # Rank 0: the metrics of each checkpoint of this run, as they stood at its position
+        # (updated by a validation at that position), and the newest checkpoint's location.
+        self._own: dict[str, dict] = {}
+        self._newest: str | None = None
 
     def before_run(self, runner) -> None:
         import ray.train
@@ -183,6 +228,14 @@ class RayReportHook(Hook):
                 self._told |= tracked
             self._untold = self._unregistered_checkpoints(runner, tracked)
             self._leftovers = set(self._untold)
+            if runner.resumed_from:  # the run stands at that checkpoint's position
+                self._newest = str(runner.resumed_from).rstrip("/")
+                self._own[self._newest] = _position(runner)
+        if _resumed_at_end(runner):
+            runner.logger.info(f"resumed at the end of training from "
+                               f"{storage.describe(runner.resumed_from)}: validating it again, "
+                               "so the run reports the metrics of its last checkpoint")
+            runner.val_loop.run()  # every rank: the same decision, from the same checkpoint
 
     def _collect_commits(self, runner) -> None:
         """Rank 0: move the runner's new commits to the untold list (regular checkpoints in
@@ -192,7 +245,9 @@ class RayReportHook(Hook):
             location = pending.popleft()
             if self._in_run_dir(location):
                 self._untold.append(location.rstrip("/"))
-            elif ckpt.is_regular(location) and not self._warned_outside:
+                continue
+            self._own.pop(location.rstrip("/"), None)  # never registered
+            if ckpt.is_regular(location) and not self._warned_outside:
                 runner.logger.log(logging.WARNING, f"checkpoints in {storage.describe(location)} "
                                   "are outside the run directory; Ray Train will not track "
                                   "them (resuming still finds them)")
@@ -204,14 +259,16 @@ class RayReportHook(Hook):
         are never told to Ray: deleted here unless the CheckpointHook already owns them (with
         every checkpoint kept, they stay)."""
         limit = self._max_keep or 1
-        chosen, older = self._untold[-limit:], self._untold[:-limit]
-        self._untold = []
+        untold, self._untold = self._untold, []
+        chosen, older = untold[-limit:], untold[:-limit]
         with self._owners:
             chosen = [location for location in chosen if location not in self._released
                       and ckpt.is_committed(location)]
             self._told.update(chosen)
             mine = [location for location in older if location not in self._released]
             self._released.update(mine)
+        for location in set(untold) - set(chosen):  # never registered
+            self._own.pop(location, None)
         if self._max_keep:
             for location in mine:
                 runner.checkpoints.delete(location)
@@ -241,16 +298,16 @@ class RayReportHook(Hook):
             if deferrable and self._clock() < self._ray_free_at:
                 count = [0]
             else:
-                # Leftovers of an earlier attempt are older and carry their own epoch/iter.
                 for location in self._to_tell(runner):
-                    values = metrics
-                    if location in self._leftovers:
-                        meta = ckpt.read_meta(location)
-                        values = {**metrics, "epoch": meta.get("epoch", 0),
-                                  "iter": meta.get("iter", 0)}
                     checkpoints.append((self._ray_checkpoint(location),
-                                        location.rstrip("/").rsplit("/", 1)[-1], values))
-                count = [max(len(checkpoints), 1)]
+                                        location.rstrip("/").rsplit("/", 1)[-1],
+                                        self._metrics_of(location, metrics)))
+                # A checkpoint's own metrics may be older than the current ones (a background
+                # save committed after the next validation): the current ones go last, so
+                # the run's last report is always its newest.
+                trailing = bool(checkpoints) and not deferrable and \
+                    checkpoints[-1][2] != {**metrics, **_position(runner)}
+                count = [max(len(checkpoints) + trailing, 1)]
         dist.broadcast_object_list(count)  # report() is a barrier: the same calls on every rank
         for index in range(count[0]):
             checkpoint, name, values = checkpoints[index] if index < len(checkpoints) else \
@@ -264,6 +321,28 @@ class RayReportHook(Hook):
             self._ray_free_at = max(self._ray_free_at, now) + count[0] * self._poll_s
         return bool(count[0])
 
+    def _metrics_of(self, location: str, current: dict) -> dict:
+        """Rank 0: the metrics a checkpoint is registered with: those of its own position
+        (after the validation at that position, if one ran there). A checkpoint an earlier
+        attempt committed carries only its epoch/iter: its validation is not known here."""
+        own = self._own.pop(location, None)
+        if own is not None:
+            return own
+        if location in self._leftovers:
+            meta = ckpt.read_meta(location)
+            return {"epoch": meta.get("epoch", 0), "iter": meta.get("iter", 0)}
+        return current  # saved without the CheckpointHook (no position was noted)
+
+    def _note_save(self, runner) -> None:
+        """Rank 0, right after the CheckpointHook saved a regular checkpoint: note the
+        metrics at its position (a validation at the same position replaces them)."""
+        location = runner.message_hub.get_info("last_ckpt")
+        if runner.rank != 0 or not isinstance(location, str) or \
+                location.rstrip("/") == self._newest:
+            return
+        self._newest = location.rstrip("/")
+        self._own[self._newest] = {**_metrics(runner), **_position(runner)}
+
     def _saved(self, runner) -> bool:
         """Whether a checkpoint was saved since the last report (the same on every rank)."""
         return runner.checkpoints.saves != self._saves_reported
@@ -276,6 +355,8 @@ class RayReportHook(Hook):
         # A checkpoint is reported at the first iteration after the one that saved it, so a
         # validation that followed the save is part of the checkpoint's metrics.
         saved_here = runner.checkpoints.saves != self._saves_seen
+        if saved_here:
+            self._note_save(runner)
         self._saves_seen = runner.checkpoints.saves
         if self._saved(runner) and not saved_here:
             self._report(runner, deferrable=True)  # else registered at a later report
@@ -312,9 +393,16 @@ class RayReportHook(Hook):
         return bool(decision[0])
 
     def after_train_epoch(self, runner) -> None:
+        if runner.checkpoints.saves != self._saves_seen:
+            self._note_save(runner)
         self._saves_seen = runner.checkpoints.saves  # an epoch checkpoint: report next iteration
 
     def after_val_epoch(self, runner, metrics=None) -> None:
+        if runner.rank == 0 and self._newest in self._own:
+            position = _position(runner)
+            if all(self._own[self._newest].get(k) == v for k, v in position.items()):
+                # The validation at the newest checkpoint's position: its metrics are its own.
+                self._own[self._newest] = {**_metrics(runner), **position}
         self._report(runner)
 
     def after_train(self, runner) -> None:

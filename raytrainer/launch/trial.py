@@ -183,10 +183,39 @@ def check_metric_reported(metric: str, metrics: dict) -> None:
                           f"report: {names}; pass --metric with one of them")
 
 
+class _Forwarder:
+    """Hands the run's reports to Tune, each position (epoch, iter) once and in order.
+
+    A checkpoint is registered with the metrics of its own position, which are older than the
+    newest when a background save committed after the next validation; the run then reports
+    the newest metrics again right after. Tune gets such a report only when it takes
+    checkpoints (PBT), so its history stays one result per position, the last one the newest.
+    """
+
+    def __init__(self, plan: TrialPlan):
+        self.plan = plan
+        self.last: tuple | None = None
+
+    def __call__(self, item: dict) -> None:
+        from ray import tune
+
+        metrics = item.get("metrics")
+        if not metrics:
+            return
+        if self.plan.metric not in metrics:
+            check_metric_reported(self.plan.metric, metrics)
+            return
+        checkpoint = item.get("checkpoint") if self.plan.report_checkpoints else None
+        position = (metrics.get("epoch", 0), metrics.get("iter", 0))
+        if checkpoint is None and self.last is not None and position <= self.last:
+            return
+        tune.report(metrics, checkpoint=checkpoint)
+        self.last = position if self.last is None else max(self.last, position)
+
+
 def run_trial(values: dict, plan: TrialPlan) -> None:
     """The Tune function trainable: run one raytrainer training with ``values`` applied."""
     import ray
-    from ray import tune
 
     from .console import ConsoleFeed
     from .driver import _forget_earlier_ray_runs, build_trainer, prepare_run
@@ -207,17 +236,13 @@ def run_trial(values: dict, plan: TrialPlan) -> None:
 
     inner.thread = threading.Thread(target=fit, name="raytrainer-trial-run", daemon=True)
     inner.thread.start()
+    forward = _Forwarder(plan)
     try:
         while True:
             finished = not inner.thread.is_alive()  # before draining: nothing comes after it
             for item in ray.get(link.drain.remote()):
                 inner.note(item)
-                metrics = item.get("metrics")
-                if metrics and plan.metric in metrics:
-                    checkpoint = item.get("checkpoint") if plan.report_checkpoints else None
-                    tune.report(metrics, checkpoint=checkpoint)
-                elif metrics:
-                    check_metric_reported(plan.metric, metrics)
+                forward(item)
             if finished:
                 break
             time.sleep(POLL_S)

@@ -109,9 +109,9 @@ def test_ray_result_and_storage_agree(straight):
     assert all(ckpt.is_committed(os.path.join(root, name)) for name in kept)
     registered = [checkpoint.path for checkpoint, _ in result.result.best_checkpoints]
     assert registered == [os.path.join(root, "iter_60"), last]
-    # each carries the metrics of the report that registered it (at or after its save)
-    assert all(m["iter"] >= n - 1
-               for (_, m), n in zip(result.result.best_checkpoints, (60, iters)))
+    # each carries the metrics of its own iteration (saved in the background, iter_60 may
+    # commit after later reports)
+    assert [m["iter"] for _, m in result.result.best_checkpoints] == [60, iters]
 
 
 def test_two_rank_validation_equals_one_process(straight, tmp_path):

@@ -34,6 +34,7 @@ def _run(hook, clock, iters, seconds_per_iter, start_iter=0):
     class _Runner:
         iter = start_iter
         rank = 1  # the planning is every rank's; rank 0 also lists checkpoints to register
+        resumed_from = None
 
     hook.before_train(_Runner)
     for done in range(start_iter + 1, start_iter + iters + 1):

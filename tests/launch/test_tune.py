@@ -25,7 +25,7 @@ from .conftest import ROOT, stop_process_tree
 MLP = os.path.join(ROOT, "configs", "digits", "mlp.py")
 METRIC = "val/accuracy/top1"
 GOOD_LR = 0.1
-RESUME_EPOCHS = 30  # the interrupted trial must still be running when its driver is killed
+RESUME_EPOCHS = 3
 ASHA_EPOCHS = 20  # epochs take a fraction of a second: long enough for ASHA to stop trials
 
 
@@ -47,9 +47,14 @@ def _placement_groups_left(address: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def asha_sweep(ray_cluster, tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("asha") / "sweep"
+    cfg = _digits(sweep_dir, epochs=ASHA_EPOCHS)
+    # Saved in the background (a checkpoint may commit after the next epoch's validation),
+    # every one kept: Ray's record of a trial's run lists each checkpoint it registered.
+    cfg.merge_from_dict({"default_hooks.checkpoint.async_save": True,
+                         "default_hooks.checkpoint.max_keep_ckpts": -1})
     started = time.monotonic()
     result = run_sweep(
-        _digits(sweep_dir, epochs=ASHA_EPOCHS),
+        cfg,
         {"optim_wrapper.optimizer.lr": tune.grid_search([1e-5, GOOD_LR, 3e-5, 1e-4])},
         scheduler="asha", metric=METRIC, mode="max", workers_per_trial=1, max_concurrent=2,
         scheduler_options=dict(grace_period=1, reduction_factor=2))
@@ -74,6 +79,34 @@ def test_asha_sweep_finds_the_good_lr_and_writes_its_results(asha_sweep):
     assert result.best["status"] == "DONE"
     assert result.best["checkpoint"].endswith(f"/epoch_{ASHA_EPOCHS}")
     assert result.best_checkpoint.startswith(result.best["work_dir"])
+
+
+def _validations(log: str) -> dict[int, float]:
+    """Epoch -> the accuracy its validation logged."""
+    return {int(epoch): float(value) for epoch, value in
+            re.findall(r"Epoch\(val\) \[(\d+)\]\[\d+/\d+\]\s+accuracy/top1: (\S+)", log)}
+
+
+def test_each_checkpoint_carries_the_validation_of_its_own_epoch(asha_sweep):
+    """What a trial's run registered each checkpoint with (Ray Train's record, what a
+    scheduler or a best-checkpoint choice would see): its own epoch and that epoch's
+    validation, also when the background save committed after the next validation."""
+    result, _ = asha_sweep
+    paired = 0
+    for row in result.rows:
+        snapshot = os.path.join(row["work_dir"], "checkpoint_manager_snapshot.json")
+        if not os.path.exists(snapshot):
+            continue  # stopped at its first report, before Ray registered a checkpoint
+        record = json.loads(open(snapshot).read())
+        (log,) = glob.glob(os.path.join(row["work_dir"], "*", "*.log"))
+        logged = _validations(open(log).read())
+        for registered in record["checkpoint_results"]:
+            location = os.path.join(row["work_dir"], registered["checkpoint_dir_name"])
+            epoch, metrics = ckpt.read_meta(location)["epoch"], registered["metrics"]
+            assert metrics["epoch"] == epoch, (location, metrics)
+            assert metrics[METRIC] == pytest.approx(logged[epoch], abs=1e-4), (location, metrics)
+            paired += 1
+    assert paired >= ASHA_EPOCHS // 2
 
 
 def test_early_stopped_trials_free_their_resources(asha_sweep, ray_cluster):
@@ -125,9 +158,16 @@ def _results(work_dir) -> list[dict]:
 
 
 def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
-    sweep_dir = tmp_path / "sweep"
+    """The driver dies while the second trial is at its last validation: its final checkpoint
+    is committed, Tune never got that validation. The resumed trial has nothing left to train;
+    it validates its last checkpoint again and reports that, as the finished run would have."""
+    sweep_dir, marker = tmp_path / "sweep", tmp_path / "paused.json"
     config = tmp_path / "digits.py"
-    _digits(sweep_dir, epochs=RESUME_EPOCHS).dump(str(config))
+    cfg = _digits(sweep_dir, epochs=RESUME_EPOCHS)
+    cfg["custom_hooks"] = [dict(type="tests.launch.tune_hooks.PauseAtLastValidation",
+                                marker=str(marker),
+                                finished=str(sweep_dir / "*_lr=*" / "*" / "result.json"))]
+    cfg.dump(str(config))
     space = tmp_path / "space.py"
     space.write_text("from ray import tune\nspace = {'optim_wrapper.optimizer.lr': "
                      "tune.grid_search([0.1, 0.05])}\n")
@@ -140,21 +180,16 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     driver = subprocess.Popen(command, env=env, cwd=str(tmp_path), start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def second_trial_committed():
-            done = [d for d in glob.glob(str(sweep_dir / "*_lr=*")) if _results(d)]
-            running = [d for d in glob.glob(str(sweep_dir / "*_lr=*")) if not _results(d)]
-            return done and any(ckpt.latest_checkpoint(os.path.join(d, "checkpoints"))
-                                for d in running)
-        _wait_for(second_trial_committed, 240, "the first trial finished and the second "
-                  "committed a checkpoint", driver)
+        _wait_for(marker.exists, 240, "the second trial reached its last validation", driver)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
         stop_process_tree(driver.pid, timeout=5)
+    paused = json.loads(marker.read_text())
     trial_dirs = sorted(glob.glob(str(sweep_dir / "*_lr=*")))
     finished = [d for d in trial_dirs if _results(d)]
     interrupted = [d for d in trial_dirs if not _results(d)]
-    assert len(finished) == 1 and len(interrupted) == 1
+    assert len(finished) == 1 and interrupted == [paused["work_dir"]]
     runs_before = {d: sorted(os.listdir(d)) for d in trial_dirs}
 
     # `--resume auto` started the sweep above (there was none) and now continues it
@@ -162,14 +197,17 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     assert code == 0
     assert sorted(os.listdir(finished[0])) == runs_before[finished[0]]  # not run again
     (resumed,) = _results(interrupted[0])
-    assert resumed["resumed_from"] and "/checkpoints/epoch_" in resumed["resumed_from"]
+    assert resumed["resumed_from"].endswith(f"/checkpoints/epoch_{RESUME_EPOCHS}")
     assert resumed["epoch"] == RESUME_EPOCHS
+    # the final checkpoint's own validation, not {} nor the one before it (in its message hub)
+    assert resumed["metrics"] == paused["metrics"]
     rows = json.loads(open(sweep_dir / "results.json").read())
     assert sorted(row["status"] for row in rows) == ["DONE", "DONE"]
     for row in rows:  # each trial's last validation, also for the resumed one
         last_run = _results(row["work_dir"])[-1]
         assert last_run["metrics"], last_run
         assert row[METRIC] == pytest.approx(last_run["metrics"]["accuracy/top1"])
+        assert row["last_epoch"] == RESUME_EPOCHS
 
 
 def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_cluster,
