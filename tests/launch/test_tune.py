@@ -212,8 +212,11 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
 
 def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_cluster,
                                                                            tmp_path):
+    cfg = _digits(tmp_path / "sweep", epochs=3)
+    cfg["custom_hooks"] = [dict(type="tests.launch.tune_hooks.StartTogether",
+                                folder=str(tmp_path / "started"), count=2)]
     result = run_sweep(
-        _digits(tmp_path / "sweep", epochs=3),
+        cfg,
         {"optim_wrapper.optimizer.lr": tune.grid_search([1e-5, GOOD_LR])},
         scheduler="pbt", metric=METRIC, mode="max", workers_per_trial=1, max_concurrent=2,
         scheduler_options=dict(perturbation_interval=1, quantile_fraction=0.5,

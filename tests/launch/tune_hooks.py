@@ -33,3 +33,23 @@ class PauseAtLastValidation(Hook):
         os.replace(self.marker + ".tmp", self.marker)
         time.sleep(120)  # the sweep driver is killed well before this ends
 
+
+class StartTogether(Hook):
+    """Rank 0 of each trial's run waits at the start of training until ``count`` trials got
+    there, so concurrent trials overlap (PBT compares trials that report side by side) even
+    when one trial's workers start much later than the other's on a loaded machine."""
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, folder: str, count: int, timeout_s: float = 120.0):
+        self.folder, self.count, self.timeout_s = folder, count, timeout_s
+
+    def before_train(self, runner) -> None:
+        if runner.rank != 0:
+            return
+        os.makedirs(self.folder, exist_ok=True)
+        name = os.path.basename(str(runner.work_dir).rstrip("/"))
+        open(os.path.join(self.folder, name), "w").close()
+        deadline = time.monotonic() + self.timeout_s
+        while len(os.listdir(self.folder)) < self.count and time.monotonic() < deadline:
+            time.sleep(0.1)
