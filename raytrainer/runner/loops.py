@@ -129,6 +129,9 @@ class _TrainLoop(BaseLoop):
 
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         runner = self.runner
+        lease = runner.lease
+        if lease is not None and runner.world_size == 1:
+            lease.check()  # lost or not renewed: stop now, not at the next checkpoint save
         runner.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
         try:
             outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)

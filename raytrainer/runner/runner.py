@@ -267,6 +267,11 @@ class Runner:
         return self._launcher
 
     @property
+    def lease(self) -> Any:
+        """The work_dir lease while this process trains and holds it (rank 0, not on Ray)."""
+        return self._lease
+
+    @property
     def distributed(self) -> bool:
         return dist.is_distributed()
 

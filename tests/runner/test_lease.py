@@ -227,6 +227,33 @@ def test_a_runner_stops_at_its_next_save_once_its_lease_is_taken_over(tmp_path, 
     assert not os.path.exists(os.path.join(work_dir, "checkpoints", "iter_5"))
 
 
+def test_a_single_process_run_stops_at_the_next_iteration_once_its_lease_is_lost(
+        tmp_path, monkeypatch):
+    """No checkpoint is due (interval 1000, no last save): the loop checks the lease at every
+    iteration, so the run does not train on in a work_dir another run owns."""
+    monkeypatch.setenv("RAYTRAINER_LEASE_HEARTBEAT_S", "0.2")
+    from raytrainer.hooks import Hook
+
+    class TakeOver(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter == 3:
+                other = dict(token="other", run="second", lineage="L2",
+                             holder="elsewhere pid 7", started=time.time(),
+                             heartbeat=time.time())
+                storage.write_text(storage.join(runner.work_dir, LEASE_FILE),
+                                   json.dumps(other))
+                time.sleep(1.0)  # a heartbeat notices
+
+    runner = Runner(**runner_kwargs(str(tmp_path / "run"), iters=60, val=False,
+                                    custom_hooks=[TakeOver()],
+                                    default_hooks=dict(checkpoint=dict(
+                                        type="CheckpointHook", interval=1000, by_epoch=False,
+                                        save_last=False))))
+    with pytest.raises(WorkDirInUseError, match="took this run's lease over"):
+        runner.train()
+    assert runner.iter == 4  # the iteration after the take-over was never started
+
+
 def _held_lease_on_s3(s3_bucket, monkeypatch, called: threading.Event) -> WorkDirLease:
     monkeypatch.setenv("RAYTRAINER_LEASE_HEARTBEAT_S", "0.2")
     monkeypatch.setenv("RAYTRAINER_LEASE_STALE_S", "2")
