@@ -14,6 +14,7 @@ import pytest
 
 from raytrainer import checkpoint as ckpt
 from raytrainer import storage
+from raytrainer.hooks import Hook
 from raytrainer.runner import Runner
 from raytrainer.runner.lease import (
     LEASE_FILE,
@@ -204,22 +205,22 @@ def test_a_run_whose_lease_is_taken_over_stops_writing(tmp_path, monkeypatch):
     assert read_lease(work_dir).token == "other"  # the other run's record is left alone
 
 
+class _TakeOverAtIter3(Hook):
+    """After iteration 3, another run writes its record over this run's lease and waits until
+    a heartbeat (0.2 s apart in these tests) has noticed."""
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter == 3:
+            other = dict(token="other", run="second", lineage="L2", holder="elsewhere pid 7",
+                         started=time.time(), heartbeat=time.time())
+            storage.write_text(storage.join(runner.work_dir, LEASE_FILE), json.dumps(other))
+            time.sleep(1.0)
+
+
 def test_a_runner_stops_at_its_next_save_once_its_lease_is_taken_over(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYTRAINER_LEASE_HEARTBEAT_S", "0.2")
-    from raytrainer.hooks import Hook
-
-    class TakeOver(Hook):
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            if runner.iter == 3:
-                other = dict(token="other", run="second", lineage="L2",
-                             holder="elsewhere pid 7", started=time.time(),
-                             heartbeat=time.time())
-                storage.write_text(storage.join(runner.work_dir, LEASE_FILE),
-                                   json.dumps(other))
-                time.sleep(1.0)  # a heartbeat notices
-
     work_dir = str(tmp_path / "run")
-    runner = Runner(**runner_kwargs(work_dir, iters=8, val=False, custom_hooks=[TakeOver()],
+    runner = Runner(**runner_kwargs(work_dir, iters=8, val=False, custom_hooks=[_TakeOverAtIter3()],
                                     default_hooks=dict(checkpoint=dict(
                                         type="CheckpointHook", interval=5, by_epoch=False))))
     with pytest.raises(WorkDirInUseError, match="took this run's lease over"):
@@ -232,20 +233,8 @@ def test_a_single_process_run_stops_at_the_next_iteration_once_its_lease_is_lost
     """No checkpoint is due (interval 1000, no last save): the loop checks the lease at every
     iteration, so the run does not train on in a work_dir another run owns."""
     monkeypatch.setenv("RAYTRAINER_LEASE_HEARTBEAT_S", "0.2")
-    from raytrainer.hooks import Hook
-
-    class TakeOver(Hook):
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            if runner.iter == 3:
-                other = dict(token="other", run="second", lineage="L2",
-                             holder="elsewhere pid 7", started=time.time(),
-                             heartbeat=time.time())
-                storage.write_text(storage.join(runner.work_dir, LEASE_FILE),
-                                   json.dumps(other))
-                time.sleep(1.0)  # a heartbeat notices
-
     runner = Runner(**runner_kwargs(str(tmp_path / "run"), iters=60, val=False,
-                                    custom_hooks=[TakeOver()],
+                                    custom_hooks=[_TakeOverAtIter3()],
                                     default_hooks=dict(checkpoint=dict(
                                         type="CheckpointHook", interval=1000, by_epoch=False,
                                         save_last=False))))
