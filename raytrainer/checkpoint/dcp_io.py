@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import io
 import mmap
 import os
@@ -180,10 +181,24 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 _ALLOWED = _allowed_globals()
 
 
-class _MetadataUnpickler(pickle.Unpickler):
+_BUILDABLE = {cls: frozenset(field.name for field in dataclasses.fields(cls))
+              for cls in _ALLOWED.values()
+              if isinstance(cls, type) and dataclasses.is_dataclass(cls)}
+
+
+class _MetadataUnpickler(pickle._Unpickler):
     """Builds only the globals of :func:`_allowed_globals`; anything else (``builtins.exec``,
-    ``os.system``, a class with a ``__reduce__``) is refused before it is looked up. Persistent
-    ids are refused by ``pickle.Unpickler`` itself."""
+    ``os.system``, a class with a ``__reduce__``) is refused before it is looked up.
+
+    Pickle's ``BUILD`` opcode sets attributes on whatever object is on the stack, a class
+    included (``GLOBAL pathlib.PosixPath`` then ``BUILD`` would rewrite ``Path`` for the whole
+    process before the file is refused). Here it only fills the fields of an instance of one
+    of DCP's metadata dataclasses (or calls that class's own ``__setstate__``), which is all
+    DCP's pickles use it for. The pure-Python
+    unpickler is used because the C one cannot restrict an opcode; ``.metadata`` files are
+    small. Persistent ids are refused by the base class itself."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
         found = _ALLOWED.get((module, name))
@@ -191,6 +206,34 @@ class _MetadataUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(
                 f"it names {module}.{name}, which is not one of DCP's metadata classes")
         return found
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        target = self.stack[-1]
+        fields = _BUILDABLE.get(type(target))
+        if fields is None:
+            raise pickle.UnpicklingError(
+                f"it sets the state of a {_described(target)}, which is not an instance of "
+                "one of DCP's metadata classes")
+        own = vars(type(target)).get("__setstate__")
+        if own is not None:  # DCP's own (TensorProperties unpacks a tuple)
+            own(target, state)
+            return
+        if not isinstance(state, dict) or not set(state) <= fields:
+            unknown = sorted(map(repr, set(state) - fields)) if isinstance(state, dict) else \
+                [f"a {type(state).__name__}"]
+            raise pickle.UnpicklingError(
+                f"it sets {', '.join(unknown)} on a {type(target).__name__}, which has only "
+                f"the fields {', '.join(sorted(fields))}")
+        vars(target).update(state)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, type):
+        return f"class {value.__module__}.{value.__qualname__}"
+    return type(value).__name__
 
 
 def load_metadata(data: bytes, where: str) -> Any:
@@ -212,11 +255,14 @@ def load_metadata(data: bytes, where: str) -> Any:
 
 class _VerifyingFileSystem:
     """Stands in for a DCP reader's ``fs``: opens for reading only the files ``expected``
-    lists (name -> commit-record entry) and checks each one's size and CRC-32 (where recorded)
-    before it is read."""
+    lists (name -> commit-record entry), each directly inside the checkpoint's folder ``root``
+    (the paths come from ``.metadata``: ``../other/__0_0.distcp`` is refused, not matched by its
+    name), and checks each one's size and CRC-32 (where recorded) before it is read."""
 
-    def __init__(self, inner: Any, expected: Mapping[str, Mapping], where: str, local: bool):
+    def __init__(self, inner: Any, root: Any, expected: Mapping[str, Mapping], where: str,
+                 local: bool):
         self._inner = inner
+        self._root = root
         self._expected = expected
         self._where = where
         self._local = local
@@ -230,6 +276,9 @@ class _VerifyingFileSystem:
             raise CheckpointError(f"{self._where}: a checkpoint is read only")
         name = _name(path)
         info = self._expected.get(name)
+        if os.fspath(path) != os.fspath(self._inner.concat_path(self._root, name)):
+            raise CheckpointError(f"{self._where}: {os.fspath(path)} is not inside the "
+                                  "checkpoint (its .metadata points outside it)")
         if info is None:
             raise CheckpointError(f"{self._where}/{name} is not a file of the checkpoint (its "
                                   "commit record does not list it)")
@@ -267,7 +316,7 @@ class _CheckedReading:
     ``.metadata`` once, checked and through :func:`load_metadata`."""
 
     def _set_up_checks(self, expected: Mapping[str, Mapping], where: str, local: bool) -> None:
-        self.fs = _VerifyingFileSystem(self.fs, expected, where, local)
+        self.fs = _VerifyingFileSystem(self.fs, self.path, expected, where, local)
         self._where = where
         self._metadata: Any = None
 

@@ -84,3 +84,34 @@ def flip_shard(location: str, start: int = 300_000, count: int = 4096) -> str:
     data[start:start + count] = bytes(b ^ 0xFF for b in data[start:start + count])
     storage.write_bytes(target, bytes(data))
     return target
+
+
+PROBE = "raytrainer_probe"
+
+
+def craft_build_metadata(location: str) -> str:
+    """Replace ``dcp/.metadata`` of ``location`` by a pickle that names only an allowed class
+    (``pathlib.PosixPath``) and then sets an attribute ``PROBE`` on that class with pickle's
+    ``BUILD`` opcode, and record its CRC-32; returns the file's location."""
+    name = PROBE.encode()
+    data = (b"\x80\x02cpathlib\nPosixPath\n"  # PROTO 2, GLOBAL: the class itself
+            b"N}X" + len(name).to_bytes(4, "little") + name +  # (None, {PROBE: True})
+            b"\x88s\x86b.")  # NEWTRUE SETITEM TUPLE2 BUILD STOP
+    target = storage.join(location, "dcp", ".metadata")
+    storage.write_bytes(target, data)
+    set_recorded_crc(location, "dcp/.metadata", data)
+    return target
+
+
+def redirect_metadata(location: str, relative_path: str) -> str:
+    """Point every entry of the ``dcp/.metadata`` of ``location`` at ``relative_path`` (a
+    path that leaves the checkpoint's folder) and record its CRC-32; returns the file's
+    location."""
+    target = storage.join(location, "dcp", ".metadata")
+    metadata = pickle.loads(storage.read_bytes(target))  # written by this test's own run
+    for info in metadata.storage_data.values():
+        info.relative_path = relative_path
+    data = pickle.dumps(metadata)
+    storage.write_bytes(target, data)
+    set_recorded_crc(location, "dcp/.metadata", data)
+    return target

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import zlib
 
@@ -19,9 +20,12 @@ from raytrainer.cli import main
 
 from .sharded_files import (
     CONFIG,
+    PROBE,
+    craft_build_metadata,
     craft_metadata,
     flip_shard,
     payload,
+    redirect_metadata,
     set_recorded_crc,
     train_sharded,
     upload,
@@ -101,6 +105,39 @@ def test_a_crafted_metadata_file_runs_no_code_on_any_load_path(sharded_run, tmp_
         assert code == 1
         assert f"raytrainer {args[0]} failed: MetadataRefused: {refusal}" in err
         assert not (tmp_path / "weights.pth").exists()
+
+
+def test_a_metadata_file_that_sets_attributes_on_an_allowed_class_changes_nothing(
+        sharded_run, tmp_path, capsys):
+    work_dir = _copy(sharded_run, tmp_path)
+    location = os.path.join(work_dir, "checkpoints", "epoch_2")
+    crafted = craft_build_metadata(location)
+    try:
+        assert main(["convert", location, str(tmp_path / "weights.pth")]) == 1
+        assert not hasattr(pathlib.PosixPath, PROBE)  # refused before anything was set
+    finally:
+        if hasattr(pathlib.PosixPath, PROBE):
+            delattr(pathlib.PosixPath, PROBE)
+    assert (f"raytrainer convert failed: MetadataRefused: {crafted} is refused (it sets the "
+            "state of a class pathlib.PosixPath, which is not an instance of one of DCP's "
+            "metadata classes); loading a checkpoint never runs code") in capsys.readouterr().err
+    assert not (tmp_path / "weights.pth").exists()
+
+
+def test_a_metadata_file_that_points_outside_the_checkpoint_is_not_followed(
+        sharded_run, tmp_path, capsys):
+    work_dir = _copy(sharded_run, tmp_path)
+    location = os.path.join(work_dir, "checkpoints", "epoch_2")
+    # the older checkpoint's shard has a name this checkpoint's commit record lists, and the
+    # records are made to vouch for its bytes: only where it lies gives it away
+    redirect_metadata(location, "../../epoch_1/dcp/__0_0.distcp")
+    older = os.path.join(work_dir, "checkpoints", "epoch_1", "dcp", "__0_0.distcp")
+    set_recorded_crc(location, "dcp/__0_0.distcp", open(older, "rb").read())
+    assert main(["convert", location, str(tmp_path / "weights.pth")]) == 1
+    outside = os.path.join(location, "dcp", "../../epoch_1/dcp/__0_0.distcp")
+    assert (f"raytrainer convert failed: CheckpointError: {location}/dcp: {outside} is not "
+            "inside the checkpoint (its .metadata points outside it)") in capsys.readouterr().err
+    assert not (tmp_path / "weights.pth").exists()
 
 
 def test_a_crafted_non_tensor_entry_in_a_shard_runs_no_code(sharded_run, tmp_path, capsys):

@@ -136,12 +136,18 @@ def ray_tmp():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _own_ray_instance_env() -> dict:
+    """This environment without ``RAY_ADDRESS`` (the session's test cluster sets it), so the
+    run starts its own Ray instance and writes its logs under ``RAY_TMPDIR``."""
+    return {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
+
+
 def test_a_tracking_uri_password_reaches_neither_the_console_nor_rays_logs(tmp_path, ray_tmp):
     done = subprocess.run(
         [sys.executable, "-m", "raytrainer.cli", "train", _dead_tracking_config(tmp_path),
          "--num-workers", "1", "--work-dir", str(tmp_path / "work_dir")],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, **_DEAD_SERVER_ENV, "RAY_TMPDIR": str(ray_tmp)})
+        env={**_own_ray_instance_env(), **_DEAD_SERVER_ENV, "RAY_TMPDIR": str(ray_tmp)})
     assert done.returncode == 1, done.stderr
     assert "MlflowException: API request to http://***@127.0.0.1:" in done.stderr
     assert SECRET not in done.stdout + done.stderr
