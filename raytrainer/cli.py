@@ -17,7 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 from .checkpoint import convert
 from .config import Config, ConfigError, DictAction
 from .k8s import cli as k8s_cli
-from .launch import shutdown, tune_cli
+from .launch import shutdown
+from .tune import cli as tune_cli
 from .visualization import plot
 
 EXIT_OK = 0

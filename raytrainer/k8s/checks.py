@@ -144,7 +144,7 @@ def _image_file(path: str, what: str, where: str, config_root: Path) -> str:
 
 def _tune_settings(args: argparse.Namespace, where: str, config_root: Path) -> RaySettings:
     """The Ray settings of one trial of the sweep ``args`` runs, after checking its space."""
-    from ..launch.sweep_space import check_space, load_space
+    from ..tune.space import check_space, load_space
 
     if args.resume != "auto":
         raise ManifestError(f"{where}: add --resume auto, so that a retried or re-submitted "

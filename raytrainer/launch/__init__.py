@@ -1,8 +1,18 @@
 """Running configs on Ray Train: the driver, the per-rank worker function, Ray reporting.
 
 ``raytrainer.launch.train(cfg, num_workers=2)`` trains on an embedded local Ray instance or on
-the cluster named by ``address``/``RAY_ADDRESS``; ``val``/``test`` evaluate a checkpoint;
-``tune(cfg, param_space=...)`` sweeps config keys with Ray Tune, one full run per trial.
+the cluster named by ``address``/``RAY_ADDRESS``; ``val``/``test`` evaluate a checkpoint. Ray
+Tune sweeps, whose trials are runs of this driver, are :mod:`raytrainer.tune`.
+
+The driver (this process): ``driver`` (prepare a run, build its ``TorchTrainer``, fit it),
+``run_spec`` (the identity the driver fixes once), ``settings`` (the ``ray`` section),
+``cluster`` and ``reaper`` (which Ray instance, and ending a private one), ``preflight`` and
+``paths`` (checks and locations before any worker starts), ``failures`` (what is never
+retried), ``ray_record`` (Ray's checkpoint bookkeeping), ``shutdown`` (signals), ``console``
+and ``summary`` (what the terminal shows). The workers (each Ray Train worker process):
+``worker`` (one Runner per rank) and the hooks it adds, ``report_hook`` (reports to Ray),
+``console_hook`` (rank 0's lines to the driver's console) and ``stop_hook`` (the driver's stop
+request).
 
 The names below are imported on first use, so a Runner that only registers
 :class:`RayReportHook` (every Runner does, through the hook registry) does not import Ray.
@@ -14,11 +24,10 @@ from typing import Any
 
 _WHERE = {"train": "driver", "val": "driver", "test": "driver", "launch": "driver",
           "LaunchResult": "driver", "RayReportHook": "report_hook", "RunSpec": "run_spec",
-          "decide_run": "run_spec", "RaySettings": "settings", "tune": "sweep",
-          "SweepResult": "sweep"}
+          "decide_run": "run_spec", "RaySettings": "settings"}
 
 __all__ = ["train", "val", "test", "launch", "LaunchResult", "RaySettings", "RunSpec",
-           "decide_run", "RayReportHook", "tune", "SweepResult"]
+           "decide_run", "RayReportHook"]
 
 
 def __getattr__(name: str) -> Any:

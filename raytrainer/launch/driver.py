@@ -7,7 +7,7 @@ is finished. Ray's run directory and the runner's ``work_dir`` are the same stor
 worker failures that a restart can fix restart the worker group, which resumes from the most
 recently committed checkpoint; errors that would recur end the run at once
 (:mod:`raytrainer.launch.failures`). :func:`prepare_run` and :func:`build_trainer` are the two
-halves of a launch that a Ray Tune trial reuses (:mod:`raytrainer.launch.trial`).
+halves of a launch that a Ray Tune trial reuses (:mod:`raytrainer.tune.trial`).
 
 Retention: ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` (the CheckpointHook's setting).
 Every regular checkpoint committed in the run directory is registered with Ray in commit order
@@ -16,7 +16,7 @@ and Ray deletes the oldest registered ones beyond that number; the CheckpointHoo
 outside the run directory, commits a killed run never reported). See
 ``raytrainer.launch.report_hook``. Ray keeps its list of checkpoints in the run directory; a
 run that does not continue the latest checkpoint (``resume=True``) starts that list afresh
-(:func:`_forget_earlier_ray_runs`), so Ray only ever deletes checkpoints this run registered.
+(:func:`forget_earlier_ray_runs`), so Ray only ever deletes checkpoints this run registered.
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def _run_config(cfg: Config, spec: RunSpec, settings: RaySettings, verbose: bool
         logging_config=LoggingConfig(log_level="INFO" if verbose else "WARNING"))
 
 
-def _forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
+def forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
     """Start Ray's checkpoint bookkeeping afresh unless this run continues the work_dir's
     most recent checkpoint (``resume=True``/``'auto'``).
 
@@ -160,7 +160,7 @@ def hold_work_dir(run: PreparedRun,
     and test runs write no checkpoints and take none).
 
     Inside the lease Ray's record of an earlier run's checkpoints is reset
-    (:func:`_forget_earlier_ray_runs`), so a refused second run never touches it. When the
+    (:func:`forget_earlier_ray_runs`), so a refused second run never touches it. When the
     block ends and another run took the lease over meanwhile, :class:`WorkDirInUseError` says
     so (``on_lost`` is called as soon as the heartbeat notices).
     """
@@ -170,7 +170,7 @@ def hold_work_dir(run: PreparedRun,
     spec = run.spec
     with WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
                       resuming=bool(spec.resume), on_lost=on_lost) as lease:
-        _forget_earlier_ray_runs(run.cfg, spec)
+        forget_earlier_ray_runs(run.cfg, spec)
         try:
             yield lease
         finally:

@@ -24,6 +24,17 @@ class Secret:
         return "Secret(***)"
 
 
+def announce_placement_group(link) -> None:
+    """Called by rank 0 of a Ray Tune trial's run: tell the trial (through its mailbox actor,
+    ``link``) which placement group holds the run, so the trial can free it when Tune stops
+    the trial (:mod:`raytrainer.tune.trial`)."""
+    import ray
+
+    group = ray.util.get_current_placement_group()
+    if group is not None:
+        link.push.remote({"placement_group": group.id.hex()})
+
+
 def _resume_for_this_attempt(spec: dict) -> bool | str:
     """A restarted worker group continues this run's newest committed checkpoint; the first
     attempt resumes what the driver chose (nothing, or a given checkpoint)."""
@@ -80,8 +91,6 @@ def _run_rank(config: dict) -> None:
             sys.path.insert(0, root)  # custom_imports resolve as on the driver
     runner = Runner.from_cfg(_runner_cfg(config))
     if config.get("trial_link") is not None and runner.rank == 0:
-        from .trial import announce_placement_group
-
         announce_placement_group(config["trial_link"])  # a Tune trial frees it when stopped
     if config.get("console"):
         runner.register_hook(ConsoleFeedHook(**config["console"]))

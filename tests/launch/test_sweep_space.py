@@ -8,8 +8,8 @@ from ray import tune
 
 from raytrainer import cli
 from raytrainer.config import Config, ConfigError
-from raytrainer.launch.sweep import SweepOptions, format_table, restores
-from raytrainer.launch.sweep_space import check_space, load_space, trial_dirname
+from raytrainer.tune.space import check_space, load_space, trial_dirname
+from raytrainer.tune.sweep import SweepOptions, format_table, restores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MLP = os.path.join(ROOT, "configs", "digits", "mlp.py")

@@ -17,8 +17,8 @@ from ray import tune
 from raytrainer import checkpoint as ckpt
 from raytrainer import cli
 from raytrainer.config import Config
-from raytrainer.launch import tune as run_sweep
 from raytrainer.launch.cluster import InfeasibleResourcesError
+from raytrainer.tune import tune as run_sweep
 
 from .conftest import ROOT, stop_process_tree
 

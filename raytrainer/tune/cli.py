@@ -1,7 +1,7 @@
 """The ``raytrainer tune`` command: sweep a config's keys with Ray Tune.
 
 This module owns the command's flags and turning them into a call of
-:func:`raytrainer.launch.sweep.tune`; the sweep itself is that module's.
+:func:`raytrainer.tune.sweep.tune`; the sweep itself is that module's.
 """
 from __future__ import annotations
 
@@ -73,9 +73,9 @@ def _resume_value(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep; returns the exit code."""
-    from .settings import RaySettings
+    from ..launch.settings import RaySettings
+    from .space import load_space
     from .sweep import tune
-    from .sweep_space import load_space
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

@@ -6,7 +6,7 @@ continues its own newest committed checkpoint), building the run's trainer with 
 own code (:func:`raytrainer.launch.driver.prepare_run`/:func:`build_trainer`), forwarding rank
 0's reports to Tune (with the committed checkpoint when the scheduler exploits checkpoints),
 and ending the inner run when Tune stops the trial. It does not choose trials nor collect
-results (:mod:`raytrainer.launch.sweep`).
+results (:mod:`raytrainer.tune.sweep`).
 
 How reports travel: Ray Train calls :class:`TrialLinkCallback` in the run's controller after
 each report of rank 0; it pushes the metrics, the registered checkpoint and the controller's
@@ -15,7 +15,8 @@ so the controller never falls behind the workers, and the trial function drains 
 and hands each report to ``ray.tune.report``. A report made after a validation that lacks
 the sweep's metric fails the trial (:func:`check_metric_reported`): a typo in ``--metric``
 stops each trial at its first validation instead of ending the sweep with no result. Rank 0
-also pushes its placement group there when it starts (:func:`announce_placement_group`).
+also pushes its placement group there when it starts
+(:func:`raytrainer.launch.worker.announce_placement_group`).
 
 Why a trial ends its run itself: the controller and the workers' placement group outlive a
 trial actor that Tune stops (an early-stopped ASHA trial, a PBT exploit); Ray Train's cleaner
@@ -35,9 +36,11 @@ from typing import Any
 
 from .. import storage
 from ..config import Config, ConfigError
+from ..launch.console import ConsoleFeed
+from ..launch.driver import build_trainer, forget_earlier_ray_runs, prepare_run
+from ..launch.settings import RaySettings
 from ..logging import print_log
-from .settings import RaySettings
-from .sweep_space import apply_values
+from .space import apply_values
 
 POLL_S = 0.5
 
@@ -91,15 +94,6 @@ def _as_user_callback(link) -> Any:
         pass
 
     return _Callback(link)
-
-
-def announce_placement_group(link) -> None:
-    """Called by rank 0 of a trial's run: tell the trial which placement group holds it."""
-    import ray
-
-    group = ray.util.get_current_placement_group()
-    if group is not None:
-        link.push.remote({"placement_group": group.id.hex()})
 
 
 @dataclass
@@ -217,12 +211,9 @@ def run_trial(values: dict, plan: TrialPlan) -> None:
     """The Tune function trainable: run one raytrainer training with ``values`` applied."""
     import ray
 
-    from .console import ConsoleFeed
-    from .driver import _forget_earlier_ray_runs, build_trainer, prepare_run
-
     cfg, _ = _trial_config(plan, values)
     run = prepare_run(cfg, "train", plan.settings)
-    _forget_earlier_ray_runs(run.cfg, run.spec)  # the sweep owns its trials' directories
+    forget_earlier_ray_runs(run.cfg, run.spec)  # the sweep owns its trials' directories
     link = ray.remote(num_cpus=0)(ConsoleFeed).remote()
     trainer = build_trainer(run, callbacks=[_as_user_callback(link)], trial_link=link,
                             import_roots=plan.import_roots)
@@ -271,5 +262,4 @@ def trial_trainable(plan: TrialPlan) -> type:
     return SweepTrial
 
 
-__all__ = ["TrialPlan", "announce_placement_group", "check_metric_reported", "run_trial",
-           "trial_trainable"]
+__all__ = ["TrialPlan", "check_metric_reported", "run_trial", "trial_trainable"]

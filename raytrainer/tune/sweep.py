@@ -1,10 +1,10 @@
-"""A Ray Tune sweep over config keys: ``raytrainer.launch.tune(cfg, param_space=...)``.
+"""A Ray Tune sweep over config keys: ``raytrainer.tune.tune(cfg, param_space=...)``.
 
 This module owns the sweep's driver: its settings (arguments over the config's ``tune``
 section), the checks made before anything starts (space keys exist, the trials fit the
 cluster), the ``Tuner`` (scheduler, searcher, concurrency; ``Tuner.restore`` when resuming) and
 the results (table, CSV/JSON, the best trial's runnable config). What runs inside each trial
-is :mod:`raytrainer.launch.trial`; the space file is :mod:`raytrainer.launch.sweep_space`.
+is :mod:`raytrainer.tune.trial`; the space file is :mod:`raytrainer.tune.space`.
 
 Layout of a sweep directory (``work_dir``)::
 
@@ -29,12 +29,12 @@ from .. import storage
 from ..config import Config, ConfigError
 from ..config.sections import from_section
 from ..hooks.checkpoint_hook import checkpoint_dir_for
+from ..launch.cluster import InfeasibleResourcesError, connect
+from ..launch.paths import import_roots, resolve_locations
+from ..launch.run_spec import _checkpoint_out_dir
+from ..launch.settings import RaySettings
 from ..logging import print_log
-from .cluster import InfeasibleResourcesError, connect
-from .paths import import_roots, resolve_locations
-from .run_spec import _checkpoint_out_dir
-from .settings import RaySettings
-from .sweep_space import apply_values, check_space, to_plain_space, trial_dirname
+from .space import apply_values, check_space, to_plain_space, trial_dirname
 from .trial import TrialPlan, trial_trainable
 
 SCHEDULERS = ("fifo", "asha", "pbt")
@@ -359,7 +359,7 @@ def _row(base: Config, opts: SweepOptions, sweep_dir: str, result) -> dict:
 
 def _raise_unreported_metric(metric: str, errors: list) -> None:
     """No trial reported ``metric``: say so, with the metrics the trials reported when a
-    trial's check found them (:func:`raytrainer.launch.trial.check_metric_reported`).
+    trial's check found them (:func:`raytrainer.tune.trial.check_metric_reported`).
 
     Raises:
         ConfigError: Always.

@@ -5,7 +5,7 @@ section), checking every key against the config before anything starts (with the
 message of ``--cfg-options``) and every value a key can take against the config validation
 (each of a ``tune.choice``/``grid_search``, the bounds of a range), applying one trial's values
 to the config, and naming a trial's work_dir from its id and values. It does not run trials
-(:mod:`raytrainer.launch.trial`).
+(:mod:`raytrainer.tune.trial`).
 """
 from __future__ import annotations
 
