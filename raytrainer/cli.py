@@ -1,8 +1,11 @@
 """The ``raytrainer`` command: ``train``, ``val`` and ``test`` a config (``tune`` sweeps it,
-``plot`` draws curves, ``convert`` writes a checkpoint as one weights file).
+``plot`` draws curves, ``convert`` writes a checkpoint as one weights file, ``k8s`` prints a
+KubeRay manifest).
 
-This module owns argument parsing, turning flags into config overrides, and turning failures
-into a one-paragraph reason with a non-zero exit code. The work itself is the Runner's.
+This module owns assembling the subcommands, running a ``train``/``val``/``test`` request (in
+this process or on Ray) with its summary, and turning failures into a one-paragraph reason with
+a non-zero exit code. The flags of a run and what they change in the config are the run
+request's (:mod:`raytrainer.launch.request`); the work itself is the Runner's.
 """
 from __future__ import annotations
 
@@ -15,59 +18,16 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from .checkpoint import convert
-from .config import Config, ConfigError, DictAction
+from .config import ConfigWarning
 from .k8s import cli as k8s_cli
 from .launch import shutdown
+from .launch.request import RunRequest, add_run_parsers
 from .tune import cli as tune_cli
 from .visualization import plot
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="config file (.py/.json/.yaml), a path or storage URL")
-    parser.add_argument("--work-dir", help="where logs and checkpoints go (path or URL); "
-                        "overrides the config's work_dir")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
-                        metavar="KEY=VALUE",
-                        help="override config keys, e.g. optim_wrapper.optimizer.lr=0.1 "
-                             "train_cfg.max_epochs=5 'model.hidden_dims=[128,128]'")
-    parser.add_argument("--launcher", choices=("ray", "none"), default="ray",
-                        help="ray (default): one Runner per Ray Train worker, on a local Ray "
-                             "instance or the cluster given by --address/RAY_ADDRESS; none: "
-                             "one Runner in this process, without Ray")
-    parser.add_argument("--num-workers", type=int, metavar="N",
-                        help="number of Ray Train workers (ranks); overrides ray.num_workers")
-    parser.add_argument("--gpu", action="store_true",
-                        help="one GPU per worker (NCCL); sets ray.use_gpu=True")
-    parser.add_argument("--address", metavar="ADDR",
-                        help="Ray cluster to join: 'auto' (the cluster `ray start` made on this "
-                             "machine), HOST:PORT or ray://HOST:PORT; default: RAY_ADDRESS, "
-                             "else a private local instance started for this run")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the full traceback when the command fails")
-    parser.add_argument("--verbose", action="store_true",
-                        help="also print Ray's own output (every worker's log lines, Ray "
-                             "Train's internal messages); default: rank 0's lines only")
-
-
-_EXAMPLES = {
-    "train": """examples:
-  raytrainer train configs/digits/mlp.py                       # 2 workers, private local Ray
-  raytrainer train configs/digits/mlp.py --launcher none       # this process, no Ray
-  raytrainer train configs/digits/mlp.py --num-workers 4 --gpu --address auto
-  raytrainer train configs/digits/mlp.py --cfg-options train_cfg.max_epochs=5 \\
-      optim_wrapper.optimizer.lr=0.1 'model.hidden_dims=[128,128]'
-  raytrainer train configs/digits/mlp.py --resume              # latest committed checkpoint
-  raytrainer train configs/digits/mlp.py --work-dir s3://bucket/runs/digits""",
-    "val": """examples:
-  raytrainer val configs/digits/mlp.py --checkpoint work_dirs/digits_mlp/checkpoints/epoch_20""",
-    "test": """examples:
-  raytrainer test configs/digits/mlp.py --checkpoint work_dirs/digits_mlp/checkpoints/epoch_20
-  raytrainer test configs/digits/mlp.py --checkpoint model.pth --launcher none""",
-}
 
 
 def _version() -> str:
@@ -82,8 +42,6 @@ _FORMAT_WARNING = warnings.formatwarning
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Config warnings as one line (no source location: the config file is the user's)."""
-    from .runner.validation import ConfigWarning
-
     if issubclass(category, ConfigWarning):
         return f"raytrainer: warning: {message}\n"
     return _FORMAT_WARNING(message, category, filename, lineno, line)
@@ -97,31 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a config",
-                                description="Train a config on Ray Train (or in this process "
-                                            "with --launcher none).",
-                                epilog=_EXAMPLES["train"],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_common(train)
-    train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
-                       help="resume: without a value from the latest committed checkpoint in "
-                            "the work_dir; with a value from that checkpoint")
-    train.add_argument("--load-from", metavar="CHECKPOINT",
-                       help="initialise the model weights from a checkpoint (no training state)")
-    train.add_argument("--seed", type=int, help="set randomness.seed")
-    train.add_argument("--deterministic", action="store_true",
-                       help="set randomness.deterministic=True")
-    train.add_argument("--auto-scale-lr", action="store_true",
-                       help="enable auto_scale_lr (needs auto_scale_lr.base_batch_size)")
-
-    for name, verb in (("val", "validate"), ("test", "test")):
-        sub = commands.add_parser(name, help=f"{verb} a checkpoint",
-                                  description=f"Load a checkpoint's weights and {verb} it.",
-                                  epilog=_EXAMPLES[name],
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        _add_common(sub)
-        sub.add_argument("--checkpoint", required=True, metavar="CHECKPOINT",
-                         help="checkpoint directory or .pth file (path or URL)")
+    add_run_parsers(commands)
     k8s_cli.add_parser(commands)
     plot.add_parser(commands)
     convert.add_parser(commands)
@@ -129,49 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """Read the config and apply the command-line overrides."""
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir:
-        cfg["work_dir"] = args.work_dir
-    if "work_dir" not in cfg or not cfg["work_dir"]:
-        raise ConfigError(f"{args.config} sets no work_dir; pass --work-dir")
-    if args.command == "train":
-        if args.resume is not None:
-            cfg["resume"] = True if args.resume == "auto" else args.resume
-        if args.load_from:
-            cfg["load_from"] = args.load_from
-        if args.seed is not None or args.deterministic:
-            randomness = dict(cfg.get("randomness") or {})
-            if args.seed is not None:
-                randomness["seed"] = args.seed
-            if args.deterministic:
-                randomness["deterministic"] = True
-            cfg["randomness"] = randomness
-        if args.auto_scale_lr:
-            scale = dict(cfg.get("auto_scale_lr") or {})
-            if "base_batch_size" not in scale:
-                raise ConfigError("--auto-scale-lr needs auto_scale_lr.base_batch_size in the "
-                                  "config")
-            scale["enable"] = True
-            cfg["auto_scale_lr"] = scale
-    else:
-        cfg["load_from"] = args.checkpoint
-        cfg["resume"] = False
-    return cfg
-
-
-def _run_in_process(args: argparse.Namespace, cfg: Config) -> dict:
+def _run_in_process(request: RunRequest) -> dict:
     """Run in this process; returns what the summary shows (``stopped``: how a signal ended
     the run early, see :mod:`raytrainer.launch.shutdown`)."""
     from .launch import stop_hook
     from .runner import Runner
 
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(request.cfg)
     stopped = None
-    if args.command == "train":
+    if request.command == "train":
         runner.register_hook(stop_hook.StopHook())
         try:
             stop = stop_hook.train(runner)
@@ -184,22 +84,19 @@ def _run_in_process(args: argparse.Namespace, cfg: Config) -> dict:
             stopped = stop.to_dict() if stop else None
         metrics = getattr(runner.val_loop, "last_metrics", None)
     else:
-        metrics = runner.val() if args.command == "val" else runner.test()
+        metrics = runner.val() if request.command == "val" else runner.test()
     hub = runner.message_hub
     return {"metrics": metrics, "work_dir": str(runner.work_dir),
             "last_checkpoint": hub.get_info("last_ckpt"),
             "best_checkpoint": hub.get_info("best_ckpt"), "stopped": stopped}
 
 
-def _run_on_ray(args: argparse.Namespace, cfg: Config) -> dict:
+def _run_on_ray(request: RunRequest, verbose: bool) -> dict:
     """Run on Ray Train; returns what the summary shows."""
-    from . import launch
+    from .launch.driver import launch
 
-    settings = launch.RaySettings.from_config(
-        cfg.get("ray"), num_workers=args.num_workers, use_gpu=True if args.gpu else None,
-        address=args.address)
-    checkpoint = None if args.command == "train" else args.checkpoint
-    result = launch.launch(cfg, args.command, settings, checkpoint, verbose=args.verbose)
+    result = launch(request.cfg, request.command, request.settings, request.checkpoint,
+                    verbose=verbose)
     details = result.details
     return {"metrics": result.metrics, "work_dir": result.spec.work_dir,
             "last_checkpoint": details.get("last_checkpoint"),
@@ -230,13 +127,11 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM/Ctrl-C: training stops at an iteration boundary with a checkpoint, the summary
     # names it and the command exits with 128 + the signal number.
     with shutdown.handle_signals(graceful=args.command == "train"):
-        cfg = load_config(args)
-        if args.launcher == "none":
-            if args.num_workers not in (None, 1) or args.gpu or args.address:
-                raise ConfigError("--num-workers, --gpu and --address need --launcher ray")
-            outcome = _run_in_process(args, cfg)
+        request = RunRequest.from_args(args)
+        if request.settings is None:
+            outcome = _run_in_process(request)
         else:
-            outcome = _run_on_ray(args, cfg)
+            outcome = _run_on_ray(request, args.verbose)
     lines = run_summary(args.command, wall_s=time.monotonic() - started, config=args.config,
                         cfg_options=_cfg_option_words(args.cfg_options),
                         launch_args=_launch_words(args), **outcome)

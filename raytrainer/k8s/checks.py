@@ -4,7 +4,9 @@ A manifest passes when it validates strictly against its kind's schema, holds no
 inline, runs images that are image references, names the Ray version raytrainer pins, runs
 (or, for a RayCluster, is sized for) a ``raytrainer`` command that raytrainer's own parser
 accepts with a config the image holds (a config without credentials, which would ship in the
-image), and gives that run's Ray Train workers enough pods.
+image), and gives that run's Ray Train workers enough pods. The command is parsed by the parsers
+of ``raytrainer``'s run commands and its config loaded as the run request loads it
+(:mod:`raytrainer.launch.request`), never through the CLI module.
 """
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ from typing import Any
 import yaml
 
 from ..config import Config, ConfigError
+from ..launch import request as run_request
 from ..launch.settings import RaySettings
 from ..storage.options import protocol_of
 from ..storage.redaction import is_secret_key, redact, redact_text
+from ..tune import cli as tune_cli
 from .image import IMAGE_WORKDIR, RAY_VERSION, image_reference_problem, repo_path
 from .schema import schema_errors
 from .sizing import placement_problem
@@ -30,6 +34,7 @@ from .sizing import placement_problem
 # The command a RayCluster is sized for (what to `ray job submit`); a RayJob runs its entrypoint.
 ENTRYPOINT_ANNOTATION = "raytrainer.io/entrypoint"
 _NOT_SHARED = ("file", "local", "memory")
+_COMMANDS = (*run_request.RUN_COMMANDS, "tune")  # what a manifest may run
 # Config sections that hold fsspec storage options (credentials there would ship in the image).
 _STORAGE_SECTIONS = ("storage", "storage_options", "backend_args")
 
@@ -109,24 +114,32 @@ def _reject_config_secrets(cfg: Config, where: str) -> None:
                             "environment variables, --secret)")
 
 
-def _parse_command(command: str, where: str) -> argparse.Namespace:
-    from ..cli import build_parser
+def run_command_parser() -> argparse.ArgumentParser:
+    """``raytrainer``'s parser for the commands a manifest may run: the run commands and
+    ``tune``, declared by the modules the CLI takes them from."""
+    parser = argparse.ArgumentParser(prog="raytrainer")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_request.add_run_parsers(commands)
+    tune_cli.add_parser(commands)
+    return parser
 
+
+def _parse_command(command: str, where: str) -> argparse.Namespace:
     argv = shlex.split(command)
     if not argv or argv[0] != "raytrainer":
         raise ManifestError(f"{where}: expected a `raytrainer train|val|test ...` command, got "
                             f"{command!r}")
+    if len(argv) > 1 and not argv[1].startswith("-") and argv[1] not in _COMMANDS:
+        raise ManifestError(f"{where}: expected raytrainer train, val, test or tune, got "
+                            f"{argv[1]!r}")
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            args = build_parser().parse_args(argv[1:])
+            args = run_command_parser().parse_args(argv[1:])
     except SystemExit:
         reason = stderr.getvalue().strip().splitlines()[-1:] or ["invalid arguments"]
         raise ManifestError(f"{where}: raytrainer's parser rejects {command!r}: "
                             f"{reason[0]}") from None
-    if args.command not in ("train", "val", "test", "tune"):
-        raise ManifestError(f"{where}: expected raytrainer train, val, test or tune, got "
-                            f"{args.command!r}")
     return args
 
 
@@ -156,12 +169,10 @@ def _tune_settings(args: argparse.Namespace, where: str, config_root: Path) -> R
     space = args.space if "://" in args.space else \
         _image_file(args.space, "space file", where, config_root)
     try:
-        cfg = Config.fromfile(args.config)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
+        cfg = run_request.read_config(args.config, args.cfg_options)
         _reject_config_secrets(cfg, where)
         check_space(cfg, load_space(space))
-        return RaySettings.from_config(cfg.get("ray"), num_workers=args.workers_per_trial)
+        return run_request.ray_settings(cfg, num_workers=args.workers_per_trial)
     except ManifestError:
         raise
     except (ConfigError, OSError, ValueError) as exc:
@@ -184,8 +195,6 @@ def run_settings(command: str, where: str, config_root: Path, *,
                  needs_resume: bool) -> RaySettings:
     """Parse ``command`` with raytrainer's parser, load its config as the image holds it
     (``IMAGE_WORKDIR`` is ``config_root`` here) and return the run's Ray settings."""
-    from ..cli import load_config
-
     args = _parse_command(command, where)
     if getattr(args, "launcher", "ray") != "ray" or args.address:
         raise ManifestError(f"{where}: the run must use the cluster it is submitted to: drop "
@@ -205,10 +214,9 @@ def run_settings(command: str, where: str, config_root: Path, *,
     if "://" not in args.config:
         args.config = _image_file(args.config, "config", where, config_root)
     try:
-        cfg = load_config(args)
+        cfg = run_request.load_config(args)
         _reject_config_secrets(cfg, where)
-        return RaySettings.from_config(cfg.get("ray"), num_workers=args.num_workers,
-                                       use_gpu=True if args.gpu else None)
+        return run_request.run_settings(cfg, args)
     except ManifestError:
         raise
     except (ConfigError, OSError, ValueError) as exc:

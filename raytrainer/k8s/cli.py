@@ -10,6 +10,9 @@ import argparse
 import shlex
 from pathlib import Path
 
+from .checks import check_manifest, run_settings
+from .render import TUNE_FLAGS, RenderRequest, render, to_yaml
+
 HEADER = "Rendered by: {command}"
 REGENERATE = "Do not edit: re-render with the command above (python k8s/regenerate.py for all)."
 _DEFAULTS = {"secret": "raytrainer-s3", "memory_per_worker": "4Gi"}
@@ -62,8 +65,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _command(args: argparse.Namespace) -> str:
     """The canonical command line for ``args`` (without ``--output``)."""
-    from .render import TUNE_FLAGS
-
     argv = ["raytrainer", "k8s", args.kind, args.config, "--image", args.image,
             "--work-dir", args.work_dir]
     if args.num_workers is not None:
@@ -86,9 +87,6 @@ def _command(args: argparse.Namespace) -> str:
 
 def render_text(args: argparse.Namespace, config_root: Path) -> str:
     """The checked manifest for ``args`` as YAML, headed by the command that renders it."""
-    from .checks import check_manifest, run_settings
-    from .render import TUNE_FLAGS, RenderRequest, render, to_yaml
-
     tune_given = [option for option in ("space", *TUNE_FLAGS)
                   if getattr(args, option) is not None]
     if args.kind != "tunejob" and tune_given:

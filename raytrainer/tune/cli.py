@@ -1,13 +1,21 @@
 """The ``raytrainer tune`` command: sweep a config's keys with Ray Tune.
 
-This module owns the command's flags and turning them into a call of
-:func:`raytrainer.tune.sweep.tune`; the sweep itself is that module's.
+This module owns the command's own flags and turning them into a call of
+:func:`raytrainer.tune.sweep.tune`; the flags every run command shares, reading the config and
+the Ray settings are the run request's (:mod:`raytrainer.launch.request`); the sweep itself is
+:mod:`raytrainer.tune.sweep`'s.
 """
 from __future__ import annotations
 
 import argparse
 
-from ..config import Config, DictAction
+from ..launch.request import (
+    add_address_argument,
+    add_config_arguments,
+    add_output_arguments,
+    ray_settings,
+    read_config,
+)
 
 _EXAMPLES = """examples:
   raytrainer tune configs/digits/mlp.py --space configs/digits/lr_space.py --num-samples 4 \\
@@ -25,7 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "Train workers, work_dir, checkpoints and fault tolerance) with the swept "
                     "config keys set. Flags override the config's `tune` section.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="config file (.py/.json/.yaml), a path or storage URL")
+    add_config_arguments(parser, work_dir_help="the sweep directory (path or URL); trial "
+                                               "work_dirs, results and best_config.py go there")
     parser.add_argument("--space", metavar="SPACE.py",
                         help="Python file defining `space`: dotted config keys -> Ray Tune "
                              "distributions or constants (default: the config's tune.space)")
@@ -43,8 +52,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="Ray Train workers of each trial (default: ray.num_workers)")
     parser.add_argument("--max-concurrent", type=int, metavar="N",
                         help="trials at once (default: as many as fit the cluster)")
-    parser.add_argument("--work-dir", help="the sweep directory (path or URL); trial "
-                        "work_dirs, results and best_config.py go there")
     parser.add_argument("--resume", nargs="?", const=True, default=False, type=_resume_value,
                         metavar="auto",
                         help="continue the sweep in --work-dir: finished trials are kept, "
@@ -53,14 +60,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "retried jobs)")
     parser.add_argument("--resume-errored", action="store_true",
                         help="with --resume, also run errored trials again")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
-                        metavar="KEY=VALUE", help="override config keys before the sweep")
-    parser.add_argument("--address", metavar="ADDR",
-                        help="Ray cluster to join (default: RAY_ADDRESS, else a private local "
-                             "instance)")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the full traceback when the command fails")
-    parser.add_argument("--verbose", action="store_true", help="also print Ray's own output")
+    add_address_argument(parser)
+    add_output_arguments(parser, verbose_help="also print Ray's own output")
     parser.set_defaults(handler=run)
     return parser
 
@@ -73,14 +74,11 @@ def _resume_value(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep; returns the exit code."""
-    from ..launch.settings import RaySettings
-    from .space import load_space
+    from .space import load_space  # these import Ray Tune: not for `raytrainer --help`
     from .sweep import tune
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    settings = RaySettings.from_config(cfg.get("ray"), address=args.address)
+    cfg = read_config(args.config, args.cfg_options)
+    settings = ray_settings(cfg, address=args.address)
     result = tune(cfg, load_space(args.space) if args.space else None, work_dir=args.work_dir,
                   settings=settings, verbose=args.verbose, num_samples=args.num_samples,
                   scheduler=args.scheduler, search=args.search, metric=args.metric,
