@@ -27,13 +27,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ..logging import print_log
+from ..utils.net import LOOPBACK, free_port
 from .reaper import watch
 from .settings import RaySettings
 
-_LOOPBACK = "127.0.0.1"
 _ENV = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")
-
-
 _REACH_TIMEOUT_S = 10.0
 
 
@@ -56,12 +54,6 @@ class Connection:
 
     address: str
     started: bool
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((_LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def cluster_address(settings: RaySettings) -> str | None:
@@ -127,15 +119,15 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
         connection = Connection(address=ray.get_runtime_context().gcs_address, started=False)
         print_log(f"joined the Ray cluster at {connection.address}", logger="current")
     else:
-        port = _free_port()
-        own = f"{_LOOPBACK}:{port}"
+        port = free_port()
+        own = f"{LOOPBACK}:{port}"
         # Inherited by the raylet and so by every worker and helper actor of this instance.
         os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=own)
         reaper = watch()  # the instance ends with this driver, even a SIGKILLed one
         try:
             # The dashboard serves the state API that Ray Train's helper actors query.
-            ray.init(address="local", num_cpus=settings.num_cpus, _node_ip_address=_LOOPBACK,
-                     dashboard_host=_LOOPBACK, dashboard_port=_free_port(),
+            ray.init(address="local", num_cpus=settings.num_cpus, _node_ip_address=LOOPBACK,
+                     dashboard_host=LOOPBACK, dashboard_port=free_port(),
                      log_to_driver=log_to_driver, **extra)
         except BaseException:
             _restore(saved)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -12,14 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from raytrainer.utils.net import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until_started(output, process: subprocess.Popen, timeout: float = 300.0) -> None:
@@ -64,7 +59,7 @@ def ray_cluster(s3_server, tmp_path_factory):
     """
     import ray
 
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
     # Token authentication is off for this loopback-only test cluster: the driver process may
     # have cached another session's token before `ray start` wrote a new one.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get(

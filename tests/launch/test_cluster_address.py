@@ -9,14 +9,15 @@ import time
 import pytest
 
 from raytrainer.launch.cluster import ClusterUnreachableError, check_reachable
+from raytrainer.utils.net import free_port
 
-from .conftest import ROOT, _free_port
+from .conftest import ROOT
 
 CONFIG = os.path.join(ROOT, "configs/digits/mlp.py")
 
 
 def test_a_dead_address_is_refused_naming_it():
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     with pytest.raises(ClusterUnreachableError, match=f"cannot reach the Ray cluster at {address}"):
         check_reachable(address)
 
@@ -27,7 +28,7 @@ def test_an_address_that_is_not_host_port_is_refused():
 
 
 def test_train_with_a_dead_address_exits_1_in_seconds(tmp_path):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     started = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "raytrainer.cli", "train", CONFIG, "--work-dir",

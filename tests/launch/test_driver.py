@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 
 import pytest
@@ -12,6 +11,7 @@ from ray.train.v2.api.exceptions import WorkerGroupError
 
 from raytrainer import launch, storage
 from raytrainer.launch.cluster import InfeasibleResourcesError
+from raytrainer.utils.net import free_port
 
 from .test_ray_train import digits_cfg
 
@@ -68,9 +68,7 @@ def test_impossible_resources_fail_in_seconds_naming_what_was_asked(ray_cluster,
 
 
 def _dead_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_the_configs_storage_options_reach_the_driver_and_every_worker(
