@@ -5,14 +5,15 @@ the cluster named by ``address``/``RAY_ADDRESS``; ``val``/``test`` evaluate a ch
 Tune sweeps, whose trials are runs of this driver, are :mod:`raytrainer.tune`.
 
 The driver (this process): ``driver`` (prepare a run, build its ``TorchTrainer``, fit it),
-``run_spec`` (the identity the driver fixes once), ``settings`` (the ``ray`` section),
-``cluster`` and ``reaper`` (which Ray instance, and ending a private one), ``preflight`` and
-``paths`` (checks and locations before any worker starts), ``failures`` (what is never
-retried), ``ray_record`` (Ray's checkpoint bookkeeping), ``shutdown`` (signals), ``console``
-and ``summary`` (what the terminal shows). The workers (each Ray Train worker process):
-``worker`` (one Runner per rank) and the hooks it adds, ``report_hook`` (reports to Ray),
-``console_hook`` (rank 0's lines to the driver's console) and ``stop_hook`` (the driver's stop
-request).
+``request`` (what a ``train``/``val``/``test`` command line asks for: its flags, its config
+with the overrides, its Ray settings), ``run_spec`` (the identity the driver fixes once),
+``settings`` (the ``ray`` section), ``cluster`` and ``reaper`` (which Ray instance, and ending
+a private one), ``preflight`` and ``paths`` (checks and locations before any worker starts),
+``failures`` (what is never retried), ``ray_record`` (Ray's checkpoint bookkeeping),
+``shutdown`` (signals), ``console`` and ``summary`` (what the terminal shows). The workers
+(each Ray Train worker process): ``worker`` (one Runner per rank) and the hooks it adds,
+``report_hook`` (reports to Ray), ``console_hook`` (rank 0's lines to the driver's console)
+and ``stop_hook`` (the driver's stop request).
 
 The names below are imported on first use, so a Runner that only registers
 :class:`RayReportHook` (every Runner does, through the hook registry) does not import Ray.
