@@ -17,11 +17,13 @@ import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from . import storage
 from .checkpoint import convert
 from .config import ConfigWarning
 from .k8s import cli as k8s_cli
 from .launch import shutdown
 from .launch.request import RunRequest, add_run_parsers
+from .launch.summary import run_summary
 from .tune import cli as tune_cli
 from .visualization import plot
 
@@ -121,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
         return k8s_cli.run(args)
     if getattr(args, "handler", None):  # commands with their own module (plot)
         return args.handler(args)
-    from .launch.summary import run_summary
 
     started = time.monotonic()
     # SIGTERM/Ctrl-C: training stops at an iteration boundary with a checkpoint, the summary
@@ -179,8 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("raytrainer: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # every failure becomes one readable paragraph and exit code 1
-        from . import storage
-
         storage.last_attempts_only()  # what still uploads gets one last try, then we exit
         storage.redact_exception(exc)  # a library's message may hold a URL's password
         if args.debug:
