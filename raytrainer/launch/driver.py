@@ -184,17 +184,23 @@ class StoppableTrainer(FailFastTorchTrainer):
     Ray's handler does."""
 
     controller = None
+    aborted = False
 
     def _register_sigint_handler(self, controller) -> None:
         self.controller = controller
         if not shutdown.active():
             super()._register_sigint_handler(controller)
 
-    def abort(self, signum: int | None = None) -> None:
+    def abort(self, signum: int) -> None:
+        """Abort the controller; before ``fit()`` has started one there is nothing to abort,
+        so the process exits at once (:func:`shutdown.exit_at_once`), as while Ray starts."""
         import ray
 
-        if self.controller is not None:
-            ray.get(self.controller.abort.remote(), timeout=10)
+        if self.controller is None:
+            shutdown.exit_at_once(signum)
+            return
+        self.aborted = True
+        ray.get(self.controller.abort.remote(), timeout=10)
 
 
 def build_trainer(run: PreparedRun, verbose: bool = False, callbacks: list | None = None,
@@ -279,7 +285,7 @@ def _launch(run: PreparedRun, verbose: bool) -> LaunchResult:
             try:
                 result = trainer.fit()
             except Exception:
-                if not shutdown.forced():
+                if not trainer.aborted:  # an error of the run, not of the abort
                     raise
                 result = None  # the controller was aborted
         if result is None:

@@ -150,3 +150,18 @@ def test_sigterm_on_ray_stops_every_worker_at_one_iteration_with_a_checkpoint(tm
         f"iter {iteration}")
     resumed.process.send_signal(signal.SIGTERM)
     assert resumed.finish() == 143, resumed.output[-3000:]
+
+
+def test_a_second_signal_before_rays_controller_exists_exits_at_once():
+    # fit() has not created Ray Train's controller yet: there is nothing to abort, and the
+    # signal must not be dropped
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import signal\n"
+         "from raytrainer.launch.driver import StoppableTrainer\n"
+         "StoppableTrainer.__new__(StoppableTrainer).abort(signal.SIGINT)\n"
+         "print('the signal was dropped')\n"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "raytrainer: exiting at once" in done.stderr
+    assert "dropped" not in done.stdout
