@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = [
-    "Registry", "build_from_cfg", "import_modules_from_strings", "UnknownTypeError",
+    "Registry", "build_from_cfg", "build_param_scheduler_from_cfg", "import_modules_from_strings",
+    "UnknownTypeError",
     "MODELS", "MODEL_WRAPPERS", "DATASETS", "TRANSFORMS", "DATA_SAMPLERS", "FUNCTIONS",
     "OPTIMIZERS", "OPTIM_WRAPPERS", "OPTIM_WRAPPER_CONSTRUCTORS", "PARAM_SCHEDULERS",
     "HOOKS", "LOOPS", "METRICS", "EVALUATOR", "LOG_PROCESSORS", "VISBACKENDS", "VISUALIZERS",
@@ -258,14 +259,49 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry("optimizer wrapper constructor",
                                       locations=["raytrainer.optim"])
 
 
-def _build_param_scheduler(cfg, registry, default_args=None, key=None):
-    # Schedulers understand ``convert_to_iter_based``/``epoch_length`` (MMEngine's contract).
-    from .optim.scheduler.builder import build_param_scheduler_from_cfg
+def build_param_scheduler_from_cfg(cfg: Mapping[str, Any],
+                                   registry: Registry | None = None,
+                                   default_args: Mapping[str, Any] | None = None,
+                                   key: str | None = None) -> Any:
+    """Build a scheduler from ``cfg``; the ``build_func`` of ``PARAM_SCHEDULERS``.
 
-    return build_param_scheduler_from_cfg(cfg, registry, default_args, key=key)
+    It lives beside the registry, as MMEngine's ``build_scheduler_from_cfg`` does, because it
+    only understands two config keys (``convert_to_iter_based``, ``epoch_length``) and calls the
+    scheduler class's ``build_iter_from_epoch``; it needs nothing of the optim package.
+
+    Args:
+        cfg: ``dict(type=..., **kwargs)``, optionally with ``convert_to_iter_based=True``.
+        registry: Where ``type`` is looked up.
+        default_args: Arguments used where ``cfg`` does not set them (the runner passes
+            ``optimizer`` and ``epoch_length``).
+        key: The config key being built, for error messages (``'param_scheduler.1'``).
+
+    Returns:
+        The scheduler.
+
+    Raises:
+        ValueError: ``convert_to_iter_based`` is set without a positive ``epoch_length`` or with
+            ``by_epoch=False``.
+        raytrainer.registry.UnknownTypeError: ``type`` names no registered scheduler.
+    """
+    registry = PARAM_SCHEDULERS if registry is None else registry
+    args = dict(cfg)
+    for name, value in (default_args or {}).items():
+        args.setdefault(name, value)
+    if not args.pop("convert_to_iter_based", False):
+        args.pop("epoch_length", None)
+        return build_from_cfg(args, registry, key=key)
+    scheduler_type = args.get("type")
+    scheduler_cls = registry.get(scheduler_type) if isinstance(scheduler_type, str) \
+        else scheduler_type
+    if scheduler_cls is None:  # let build_from_cfg raise its error with close matches
+        return build_from_cfg(args, registry, key=key)
+    # ``type`` may be any callable: build through the converting classmethod instead.
+    args["type"] = scheduler_cls.build_iter_from_epoch
+    return build_from_cfg(args, registry, key=key)
 
 
-PARAM_SCHEDULERS = Registry("parameter scheduler", build_func=_build_param_scheduler,
+PARAM_SCHEDULERS = Registry("parameter scheduler", build_func=build_param_scheduler_from_cfg,
                             locations=["raytrainer.optim"])
 HOOKS = Registry("hook", locations=["raytrainer.hooks", "raytrainer.launch.report_hook"])
 LOOPS = Registry("loop", locations=["raytrainer.runner"])

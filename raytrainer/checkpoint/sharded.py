@@ -35,6 +35,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 
 from .. import storage
 from ..logging import print_log
+from ..storage import retry
 from ..storage.errors import error_detail, is_transient, storage_error
 from ..storage.retry import retry_delay
 from . import dcp_io, envelope
@@ -105,8 +106,6 @@ def save(directory: str, state: dict[str, Any], process_group: Any = None) -> No
         StorageError: Storage failed (named, with the location).
         CheckpointError: DCP failed for another reason.
     """
-    from ..storage import retry
-
     attempts = 1 if retry._ending else int(retry._policy["attempts"])
     what = f"write the sharded checkpoint {storage.describe(directory)}"
     for attempt in range(1, attempts + 1):

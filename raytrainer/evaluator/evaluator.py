@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..dataset.collate import pseudo_collate
 from ..registry import EVALUATOR, METRICS, build_from_cfg
 from .metric import BaseMetric
 
@@ -70,8 +71,6 @@ class Evaluator:
             data: The matching dataset samples, same length.
             chunk_size: How many samples are processed per ``process`` call.
         """
-        from ..dataset.collate import pseudo_collate
-
         if data is not None and len(data) != len(data_samples):
             raise ValueError(f"offline_evaluate: data_samples has {len(data_samples)} entries but "
                              f"data has {len(data)}")

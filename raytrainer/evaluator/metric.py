@@ -1,6 +1,7 @@
 """BaseMetric: accumulate per-batch results, gather them across ranks, compute on rank 0."""
 from __future__ import annotations
 
+import io
 import logging
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
@@ -8,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .. import storage
 from ..config import warn_ignored
 from ..dist import broadcast_object_list, collect_results, is_main_process
 from ..logging import print_log
@@ -119,10 +121,6 @@ class DumpResults(BaseMetric):
         self.results.extend(_to_cpu(list(data_samples)))
 
     def compute_metrics(self, results: list) -> dict:
-        import io
-
-        from .. import storage
-
         buffer = io.BytesIO()
         torch.save(results, buffer)
         storage.write_bytes(self.out_file_path, buffer.getvalue())

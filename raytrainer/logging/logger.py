@@ -11,6 +11,9 @@ import logging
 import sys
 from typing import Any
 
+from ..storage import open_text_for_append
+from ..storage.redaction import redact_text
+from ..storage.retry import set_warning_sink
 from ..utils.manager import ManagerMixin
 
 _FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
@@ -25,8 +28,6 @@ class _OnceFormatter(logging.Formatter):
     _text = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        from ..storage.redaction import redact_text  # storage logs through this module
-
         if record is not self._record:
             self._text, self._record = redact_text(super().format(record)), record
         return self._text
@@ -49,8 +50,6 @@ class _FlushingStreamHandler(logging.StreamHandler):
 
 
 def _open_log_file(log_file: str, mode: str) -> io.TextIOBase:
-    from ..storage import open_text_for_append
-
     return open_text_for_append(log_file, mode)
 
 
@@ -123,3 +122,10 @@ def print_log(msg: Any, logger: logging.Logger | str | None = "current",
     else:
         raise TypeError(f"print_log: logger must be a Logger, a name, 'current', 'silent' or "
                         f"None, got {type(logger)}")
+
+
+def _log_storage_warning(message: str) -> None:
+    print_log(message, logger="current", level=logging.WARNING)
+
+
+set_warning_sink(_log_storage_warning)  # storage retries are logged in the run's log

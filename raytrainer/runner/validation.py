@@ -20,6 +20,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..config import ConfigError, ConfigWarning
+from ..registry import RUNNERS
 
 # Top-level keys that are not Runner arguments but that raytrainer or MMEngine configs use.
 _OTHER_TOP_LEVEL_KEYS = frozenset({
@@ -57,10 +58,12 @@ def _typed(cfg: Any, key: str) -> None:
 
 
 def known_top_level_keys() -> frozenset[str]:
-    """The Runner's keyword arguments plus the other keys raytrainer/MMEngine configs use."""
-    from .runner import Runner
+    """The Runner's keyword arguments plus the other keys raytrainer/MMEngine configs use.
 
-    params = inspect.signature(Runner.__init__).parameters
+    The Runner class comes from the ``RUNNERS`` registry, the same lookup that builds it, so
+    this module (which the Runner runs) does not import the Runner back.
+    """
+    params = inspect.signature(RUNNERS.get("Runner").__init__).parameters
     return frozenset(params) - {"self"} | _OTHER_TOP_LEVEL_KEYS
 
 

@@ -20,14 +20,12 @@ endpoint within about 70 s.
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..logging import print_log
 from .errors import StorageError, error_detail, is_transient, storage_error
 from .redaction import redact_text
 
@@ -98,14 +96,31 @@ def retry_delay(attempt: int, base_delay: float, max_delay: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+def _print(message: str) -> None:
+    print(message)
+
+
+# Storage is the ground floor: it reports retries through this sink instead of importing the
+# logger (which writes its files through storage). ``raytrainer.logging`` plugs the current
+# run logger in; until then a retry is printed, as ``print_log`` does without a logger.
+_warning_sink: Callable[[str], None] = _print
+
+
+def set_warning_sink(sink: Callable[[str], None]) -> None:
+    """Send each retry's warning to ``sink`` (a callable taking the message)."""
+    global _warning_sink
+    _warning_sink = sink
+
+
 def call_with_retries(fn: Callable[..., T], *args: Any, description: str,
                       attempts: int | None = None, base_delay: float | None = None,
                       max_delay: float | None = None, deadline: float | None = None,
                       **kwargs: Any) -> T:
     """Call ``fn(*args, **kwargs)``, retrying transient failures.
 
-    Each retry is logged at WARNING level through ``print_log`` (the current logger), naming
-    ``description``, the attempt number and the error.
+    Each retry is reported to the warning sink (:func:`set_warning_sink`; the current run
+    logger at WARNING level once ``raytrainer.logging`` is imported), naming ``description``,
+    the attempt number and the error.
 
     Args:
         fn: The operation.
@@ -143,12 +158,11 @@ def call_with_retries(fn: Callable[..., T], *args: Any, description: str,
             if not is_transient(exc) or attempt == attempts or late:
                 raise storage_error(exc, description, attempt,
                                     time.monotonic() - began if late else None) from exc
-            print_log(f"storage: {redact_text(description)} failed (attempt {attempt}/{attempts}): "
-                      f"{error_detail(exc)}; retrying in {delay:.2f}s",
-                      logger="current", level=logging.WARNING)
+            _warning_sink(f"storage: {redact_text(description)} failed (attempt "
+                          f"{attempt}/{attempts}): {error_detail(exc)}; retrying in {delay:.2f}s")
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 __all__ = ["call_with_retries", "last_attempts_only", "one_attempt", "retry_delay",
-           "set_retry_policy"]
+           "set_retry_policy", "set_warning_sink"]

@@ -375,6 +375,16 @@ def _close_open_streams() -> None:
                           RuntimeWarning, stacklevel=1)
 
 
+class _ExitOrderMarker:
+    pass
+
+
+# atexit runs the last registered handler first. s3fs closes its sessions through
+# ``weakref.finalize`` callbacks, which run from one atexit handler that weakref registers when
+# the first finalizer is made; making one now registers it before ours, so the remote logs are
+# uploaded while their filesystems still work, whatever was imported first.
+_EXIT_ORDER = _ExitOrderMarker()
+weakref.finalize(_EXIT_ORDER, lambda: None)
 atexit.register(_close_open_streams)
 
 

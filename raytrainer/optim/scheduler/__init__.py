@@ -5,9 +5,10 @@ Configs name them in the ``PARAM_SCHEDULERS`` registry (``dict(type='LinearLR', 
 generic ``*ParamScheduler`` classes take a ``param_name``, the ``*LR`` and ``*Momentum`` classes
 fix it. Each module holds one seam: :mod:`.base` (window, state, epoch conversion),
 :mod:`.param_scheduler` (chainable schedules), :mod:`.cyclic`, :mod:`.plateau`,
-:mod:`.lr_scheduler`, :mod:`.momentum_scheduler` and :mod:`.builder`.
+:mod:`.lr_scheduler` and :mod:`.momentum_scheduler`; building from a config
+(``convert_to_iter_based``) is :func:`raytrainer.registry.build_param_scheduler_from_cfg`.
 """
-from .builder import build_param_scheduler_from_cfg
+from ...registry import build_param_scheduler_from_cfg
 from .lr_scheduler import (
     ConstantLR,
     CosineAnnealingLR,
