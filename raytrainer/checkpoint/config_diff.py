@@ -11,28 +11,14 @@ import ast
 from collections.abc import Mapping
 from typing import Any
 
+from ..config.literals import literal_value
+
 _SECTIONS = ("model", "data_preprocessor")
 _UNREADABLE = object()
 
 
 def _literal(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, (ast.List, ast.Tuple)):
-        values = [_literal(item) for item in node.elts]
-        return values if isinstance(node, ast.List) else tuple(values)
-    if isinstance(node, ast.Dict):
-        try:
-            return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
-        except TypeError:  # an unhashable key (a list): not a config we can compare
-            return _UNREADABLE
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-            node.func.id == "dict" and not node.args:
-        return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg}
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        value = _literal(node.operand)
-        return -value if isinstance(value, (int, float)) else _UNREADABLE
-    return _UNREADABLE
+    return literal_value(node, unreadable=_UNREADABLE)
 
 
 def saved_sections(cfg_text: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from raytrainer.config.errors import ConfigError
+from raytrainer.config.literals import NotALiteral, literal_value
 
 __all__ = ["parse_cfg_options", "parse_value", "DictAction"]
 
@@ -65,20 +66,12 @@ def parse_value(text: str) -> Any:
 
 
 def _literal(node: ast.AST, text: str) -> Any:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-            node.func.id == "dict" and not node.args and all(k.arg for k in node.keywords):
-        return {k.arg: _literal(k.value, text) for k in node.keywords}
-    if isinstance(node, ast.Dict) and None not in node.keys:
-        return {_literal(k, text): _literal(v, text) for k, v in zip(node.keys, node.values)}
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_literal(item, text) for item in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
     try:
-        return ast.literal_eval(node)
-    except ValueError:
+        return literal_value(node)
+    except NotALiteral as exc:
         raise ConfigError(f"{text!r} is not a dict of literal values (numbers, strings, "
                           f"True/False/None, lists, tuples, dicts): cannot read "
-                          f"{ast.unparse(node)!r}") from None
+                          f"{ast.unparse(exc.node)!r}") from None
 
 
 def _python_dict(text: str) -> dict:

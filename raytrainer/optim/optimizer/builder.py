@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ...model.wrappers import unwrap_model
 from ...registry import (
     OPTIM_WRAPPER_CONSTRUCTORS,
     OPTIM_WRAPPERS,
@@ -20,7 +21,6 @@ from ...registry import (
     UnknownTypeError,
     build_from_cfg,
 )
-from ._model_utils import unwrap_model
 from .base import BaseOptimWrapper
 from .optimizer_wrapper import OptimWrapper
 from .optimizer_wrapper_dict import OptimWrapperDict

@@ -17,6 +17,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ...logging import print_log
+from ...model.wrappers import unwrap_model
 from ...registry import (
     OPTIM_WRAPPER_CONSTRUCTORS,
     OPTIM_WRAPPERS,
@@ -24,7 +25,6 @@ from ...registry import (
     build_from_cfg,
     current_build_key,
 )
-from ._model_utils import unwrap_model
 from .optimizer_wrapper import OptimWrapper
 
 __all__ = ["DefaultOptimWrapperConstructor"]
