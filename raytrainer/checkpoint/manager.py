@@ -1,6 +1,8 @@
 """The checkpoint manager: what the Runner calls to save, load and resume.
 
-One ``CheckpointManager`` per runner (``runner.checkpoints``). It gathers the state
+One ``CheckpointManager`` per runner (``runner.checkpoints``). It is handed the parts a
+checkpoint holds (:class:`~.parts.TrainingParts`: the Runner is one) and what the run asked to
+load (:class:`~.parts.LoadRequest`), never the Runner's private state. It gathers the state
 (:mod:`.state`), picks the backend by the strategy (full-state files, or DCP shards when the
 strategy shards the model), writes inside the committed envelope (:mod:`.envelope`) directly or
 in the background, and restores a checkpoint of either layout, written by any world size.
@@ -34,6 +36,7 @@ from . import state as state_module
 from .async_save import AsyncCheckpointer, copy_to_cpu
 from .config_diff import model_key_differences
 from .envelope import CheckpointError
+from .parts import LoadRequest, TrainingParts
 from .reading import CheckpointKeyMismatch, check_keys, open_checkpoint
 
 
@@ -45,10 +48,16 @@ def _revise_keys(state: dict, revise_keys: Sequence[tuple[str, str]]) -> dict:
 
 
 class CheckpointManager:
-    """Saves, loads and resumes the training state of one runner (MMEngine's arguments)."""
+    """Saves, loads and resumes the training state of one run (MMEngine's arguments).
 
-    def __init__(self, runner):
-        self.runner = runner
+    Args:
+        parts: What a checkpoint holds and the run it belongs to (the Runner).
+        request: What the run asked to load at its start (:meth:`load_or_resume`).
+    """
+
+    def __init__(self, parts: TrainingParts, request: LoadRequest | None = None):
+        self.parts = parts
+        self.request = request or LoadRequest()
         self.saves = 0
         self.committed: collections.deque[str] = collections.deque()
         self.deleted_elsewhere: Callable[[str], bool] | None = None
@@ -61,22 +70,22 @@ class CheckpointManager:
     def lineage(self) -> str:
         """The checkpoint lineage this run continues: its own timestamp, or the lineage of the
         checkpoint it resumed from."""
-        return self._lineage or self.runner.timestamp
+        return self._lineage or self.parts.timestamp
 
     @property
     def directory(self) -> str:
         """Where this run's checkpoints live (the CheckpointHook's directory if there is one)."""
-        for hook in self.runner.hooks:
+        for hook in self.parts.hooks:
             location = getattr(hook, "checkpoint_dir", None)
             if location:
-                return location(self.runner) if callable(location) else location
-        return storage.join(self.runner.work_dir, "checkpoints")
+                return location(self.parts) if callable(location) else location
+        return storage.join(self.parts.work_dir, "checkpoints")
 
     # ---- saving -------------------------------------------------------------------------
     def state(self, save_optimizer: bool = True, save_param_scheduler: bool = True,
               meta: dict | None = None, by_epoch: bool = True) -> dict[str, Any]:
         """The checkpoint dict of the current training state (hooks may add entries)."""
-        return state_module.collect(self.runner, self.lineage, self.directory, save_optimizer,
+        return state_module.collect(self.parts, self.lineage, self.directory, save_optimizer,
                                     save_param_scheduler, meta, by_epoch)
 
     def save(self, out_dir: str, filename: str, save_optimizer: bool = True,
@@ -99,7 +108,7 @@ class CheckpointManager:
         Returns:
             The checkpoint's location.
         """
-        runner = self.runner
+        runner = self.parts
         if asynchronous:
             self._checkpointer().wait()  # at most one write in flight; surface its failure
         checkpoint = self.state(save_optimizer, save_param_scheduler, meta, by_epoch)
@@ -107,7 +116,7 @@ class CheckpointManager:
         box: list = [None, None]
         if runner.rank == 0:
             try:
-                lease = getattr(runner, "_lease", None)
+                lease = runner.lease
                 if lease is not None:
                     lease.check()  # another run took the work_dir over: write nothing
                 box[0] = self._clear_location(str(out_dir), filename)
@@ -168,7 +177,7 @@ class CheckpointManager:
         Raises:
             CheckpointError: Neither name can be used.
         """
-        logger = self.runner.logger
+        logger = self.parts.logger
         kept = []
         for name in (filename, envelope.lineage_suffixed(filename, self.lineage)):
             location = storage.join(out_dir, name)
@@ -242,7 +251,7 @@ class CheckpointManager:
               optim_wrapper: Any = None) -> tuple[dict, bool]:
         """Load the weights (and, for a sharded checkpoint, ``optim_wrapper``'s state with
         them); returns the checkpoint dict and whether the optimizer state was loaded."""
-        runner = self.runner
+        runner = self.parts
         strategy = runner.strategy
         opened = open_checkpoint(filename)
         if opened.layout == envelope.SHARDED:
@@ -284,7 +293,7 @@ class CheckpointManager:
                                        filename: str) -> None:
         """Re-raise a weights/model mismatch, naming the model keys whose config differs
         between the checkpoint and this run (when the checkpoint recorded its config)."""
-        differences = model_key_differences(meta.get("cfg") or "", self.runner.cfg or {})
+        differences = model_key_differences(meta.get("cfg") or "", self.parts.cfg or {})
         if not differences:
             raise exc
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
@@ -296,9 +305,10 @@ class CheckpointManager:
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location: str = "default") -> None:
-        """Restore the complete training state from a checkpoint and continue from it."""
-        runner = self.runner
-        training = runner._train_loop is not None
+        """Restore the complete training state from a checkpoint and continue from it (a run
+        that does not train, see :class:`~.parts.LoadRequest`, loads its weights only)."""
+        runner = self.parts
+        training = self.request.training
         wrapper = None
         if training and resume_optimizer and runner.optim_wrapper is not None:
             runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
@@ -322,14 +332,14 @@ class CheckpointManager:
     def resume_latest(self) -> None:
         """Resume from the most recently committed usable checkpoint, falling back past
         corrupt ones to the one committed before."""
-        runner = self.runner
+        runner = self.parts
         root = self.directory
         # A run whose timestamp was given (by the Ray driver) resumes only its own checkpoints:
         # older runs that used the same work_dir may have got further.
-        own = runner.timestamp if runner._timestamp_given else None
+        own = self.request.own_timestamp
         rejected: list[tuple[str, str]] = []
         candidates = envelope.list_checkpoints(root, timestamp=own, rejected=rejected)
-        what = f"resume={runner._resume!r}"
+        what = f"resume={self.request.resume!r}"
         if not candidates and rejected:
             raise envelope.unusable_checkpoints_error(root, rejected, what)
         if not candidates:
@@ -356,8 +366,8 @@ class CheckpointManager:
         if self._has_loaded:
             return
         self._has_loaded = True
-        runner = self.runner
-        resume, load_from = runner._resume, runner._load_from
+        runner = self.parts
+        resume, load_from = self.request.resume, self.request.load_from
         if resume in (True, "auto"):
             if load_from is not None:
                 runner.logger.info(f"resume=True with load_from: resuming from "
@@ -372,7 +382,7 @@ class CheckpointManager:
             return
         if load_from is not None:
             try:
-                self.load(load_from, strict=runner._load_strict)
+                self.load(load_from, strict=self.request.load_strict)
             except CheckpointKeyMismatch as exc:
                 hint = "; set load_strict=False (e.g. --cfg-options load_strict=False) to load " \
                     "the matching keys only" if exc.partial else ""

@@ -1,5 +1,8 @@
 """What a checkpoint holds, gathered from a runner and given back to one.
 
+The ``runner`` argument is anything with the attributes :class:`.parts.TrainingParts` names
+(the Runner is one); this module reads nothing else of it.
+
 A checkpoint dict has MMEngine's shape so hooks see what they expect: ``meta`` (counters, seed,
 config text, world size, lineage ...), ``state_dict`` (model weights: full tensors, or this
 rank's shards under a sharded strategy), ``optimizer``, ``param_schedulers``, ``message_hub``,
@@ -18,13 +21,13 @@ import time
 from typing import Any
 
 from .. import __version__, storage
+from ..dataset.loader_info import batch_size_of, find_sampler
+from ..optim import wrappers_of
 from ..utils.numerics import numerics_state, restore_numerics
+from ..utils.rng_state import get_rng_state, set_rng_state
 from . import envelope
 from .envelope import CheckpointError
 from .full_state import RANK_STATE_KEY
-
-# The runner's loops and RNG helpers are imported inside the functions: the runner imports
-# this package, so importing it back at module level would be circular.
 
 
 def _unbuilt(schedulers: Any) -> bool:
@@ -37,7 +40,6 @@ def _unbuilt(schedulers: Any) -> bool:
 
 def meta_of(runner, lineage: str, by_epoch: bool, meta: dict | None) -> dict:
     """The ``meta`` entry: where training stands and which run (and config) wrote it."""
-    from ..runner.loops import batch_size_of
     loop = runner.train_loop_or_none
     progress = loop.state_dict() if loop is not None else \
         {"epoch": 0, "iter": 0, "inner_iter": 0}
@@ -108,8 +110,6 @@ def collect(runner, lineage: str, directory: str, save_optimizer: bool = True,
             by_epoch: bool = True) -> dict[str, Any]:
     """The checkpoint dict of the runner's current training state (``directory``: the run's
     checkpoint folder, which checkpoint references in the message hub are relative to)."""
-    from ..runner.loops import find_sampler
-    from ..runner.rng_state import get_rng_state
     strategy = runner.strategy
     checkpoint: dict[str, Any] = {
         "meta": meta_of(runner, lineage, by_epoch, meta),
@@ -154,9 +154,7 @@ def load_scheduler_states(runner, states: Any) -> None:
 
 def _rescale_lr(runner, ratio: float) -> None:
     """Multiply every learning rate the optimizer and the lr schedulers hold by ``ratio``."""
-    wrapper = runner.optim_wrapper
-    wrappers = list(wrapper.values()) if hasattr(wrapper, "values") else [wrapper]
-    for item in wrappers:
+    for item in wrappers_of(runner.optim_wrapper):
         for group in item.optimizer.param_groups:
             for key in ("lr", "initial_lr"):
                 if key in group:
@@ -176,7 +174,6 @@ def _rescale_lr(runner, ratio: float) -> None:
 def describe_rescale(runner, meta: dict, where: str) -> None:
     """Log what changed when a checkpoint saved on another world size (or batch size) is
     resumed, and move ``auto_scale_lr``'s factor to the new effective batch."""
-    from ..runner.loops import batch_size_of
     loop = runner.train_loop
     saved_world = int(meta.get("world_size", runner.world_size))
     batch = batch_size_of(loop.dataloader)
@@ -206,8 +203,6 @@ def restore(runner, checkpoint: dict, location: str, directory: str,
         optimizer_loaded: The optimizer state was loaded already (sharded checkpoints load it
             together with the weights).
     """
-    from ..runner.loops import find_sampler
-    from ..runner.rng_state import set_rng_state
     meta = checkpoint.get("meta", {})
     where = storage.describe(location)
     if meta.get("seed") is not None and meta["seed"] != runner.seed:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from .. import checkpoint as ckpt
 from .. import storage
+from ..checkpoint.folder import checkpoint_dir_for
 from ..config import warn_ignored
 from ..registry import HOOKS
 from .hook import Hook
@@ -33,13 +34,6 @@ _RULES = {"greater": lambda a, b: a > b, "less": lambda a, b: a < b}
 _INITIAL = {"greater": -math.inf, "less": math.inf}
 _GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc")
 _LESS_KEYS = ("loss",)
-
-
-def checkpoint_dir_for(work_dir: str, out_dir: str | None = None) -> str:
-    """``<work_dir>/checkpoints``, or ``<out_dir>/<work_dir name>/checkpoints``."""
-    base = work_dir if out_dir is None else storage.join(
-        str(out_dir), posixpath.basename(str(work_dir).rstrip("/")))
-    return storage.join(base, "checkpoints")
 
 
 @HOOKS.register_module()

@@ -1,6 +1,11 @@
-"""The Hook base class: every point of the run where user code can act, and their priorities."""
+"""The Hook base class: every point of the run where user code can act, and their priorities.
+
+Also :func:`has_train_loop`, the question hooks (and the log processor the logger hook drives)
+ask of whatever runner calls them; it lives here so that neither imports the runner package.
+"""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
 
@@ -179,3 +184,19 @@ class Hook:
 
 def _overrides(hook: Hook, name: str) -> bool:
     return getattr(type(hook), name) is not getattr(Hook, name)
+
+
+def has_train_loop(runner) -> bool:
+    """Whether the runner has a built train loop (val/test-only runs have none).
+
+    MMEngine runners keep an unbuilt loop as a dict in ``_train_loop``; other runners may only
+    expose ``train_loop``, which may be None or raise when there is no training.
+    """
+    if hasattr(runner, "_train_loop"):
+        loop = runner._train_loop
+    else:
+        try:
+            loop = runner.train_loop
+        except (AttributeError, RuntimeError):
+            return False
+    return loop is not None and not isinstance(loop, Mapping)

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from raytrainer import storage
-from raytrainer.hooks.hook import DATA_BATCH, Hook
+from raytrainer.hooks.hook import DATA_BATCH, Hook, has_train_loop
 from raytrainer.registry import HOOKS
-from raytrainer.runner.log_processor import has_train_loop
 
 __all__ = ["LoggerHook"]
 

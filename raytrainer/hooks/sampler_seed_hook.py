@@ -1,6 +1,7 @@
 """Tells the training sampler which epoch starts, so each epoch gets its own shuffle."""
 from __future__ import annotations
 
+from ..dataset.loader_info import find_sampler
 from ..registry import HOOKS
 from .hook import Hook
 
@@ -12,8 +13,6 @@ class DistSamplerSeedHook(Hook):
     priority = "NORMAL"
 
     def before_train_epoch(self, runner) -> None:
-        from ..runner.loops import find_sampler
-
         sampler = find_sampler(runner.train_loop.dataloader)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(runner.epoch)

@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass
 
 from .. import checkpoint as ckpt
 from .. import storage
+from ..checkpoint.folder import checkpoint_dir_for
 from ..config import Config
-from ..hooks.checkpoint_hook import checkpoint_dir_for
 from ..logging import print_log
 from ..runner import validation
-from ..runner.runner import experiment_name_for
 from ..utils.randomness import draw_seed
+from ..utils.run_identity import experiment_name_for
 
 
 @dataclass(frozen=True)

@@ -5,37 +5,29 @@ key in every error. Nothing here runs a loop or writes files.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..registry import HOOKS, PARAM_SCHEDULERS, build_from_cfg
-
-DEFAULT_HOOKS: dict[str, dict] = {
-    "runtime_info": dict(type="RuntimeInfoHook"),
-    "timer": dict(type="IterTimerHook"),
-    "sampler_seed": dict(type="DistSamplerSeedHook"),
-    "logger": dict(type="LoggerHook"),
-    "param_scheduler": dict(type="ParamSchedulerHook"),
-    "checkpoint": dict(type="CheckpointHook", interval=1),
-}
+from ..dataset.loader_info import batch_size_of
+from ..optim import OptimWrapperDict, wrappers_of
+from ..registry import PARAM_SCHEDULERS, STRATEGIES, build_from_cfg
+from ..strategy import ddp_strategy_cfg
 
 
-def merge_default_hooks(default_hooks: Mapping | None) -> dict[str, Any]:
-    """The default hooks with the user's entries applied (None disables one)."""
-    merged: dict[str, Any] = copy.deepcopy(DEFAULT_HOOKS)
-    for name, hook in (default_hooks or {}).items():
-        merged[name] = hook
-    return {name: hook for name, hook in merged.items() if hook is not None}
-
-
-def build_hook(hook: Any, key: str):
-    """Build one hook; returns ``(hook, priority or None)`` with ``priority`` taken off the cfg."""
-    if isinstance(hook, Mapping):
-        cfg = dict(hook)
-        priority = cfg.pop("priority", None)
-        return build_from_cfg(cfg, HOOKS, key=key), priority
-    return hook, None
+def build_strategy(strategy: Any, launcher: str, model_wrapper_cfg: dict | None,
+                   find_unused_parameters: bool, backend: str | None = None):
+    """The run's strategy: ``strategy`` if given, else one device for ``launcher='none'`` and
+    DDP (with MMEngine's ``model_wrapper_cfg``/``find_unused_parameters``) otherwise."""
+    if strategy is not None:
+        if model_wrapper_cfg or find_unused_parameters:
+            raise ValueError("give DDP options either in 'strategy' or in "
+                             "'model_wrapper_cfg'/'find_unused_parameters', not both")
+    elif launcher == "none":
+        strategy = dict(type="SingleDeviceStrategy")
+    else:
+        strategy = ddp_strategy_cfg(model_wrapper_cfg, find_unused_parameters,
+                                    launcher=launcher, backend=backend)
+    return build_from_cfg(strategy, STRATEGIES, key="strategy")
 
 
 def _scheduler_list(cfg: Any, optim_wrapper, key: str, runner) -> list:
@@ -64,8 +56,6 @@ def build_param_schedulers(cfg: Any, optim_wrapper, runner) -> list | dict:
     ``end`` defaults to the train loop's max epochs/iters; ``convert_to_iter_based=True`` turns an
     epoch-based schedule into an iteration-based one using the train dataloader's length.
     """
-    from ..optim import OptimWrapperDict
-
     if isinstance(optim_wrapper, OptimWrapperDict):
         per_name = isinstance(cfg, Mapping) and "type" not in cfg
         if per_name:
@@ -82,15 +72,10 @@ def build_param_schedulers(cfg: Any, optim_wrapper, runner) -> list | dict:
 
 def real_batch_size(runner, optim_wrapper) -> tuple[int, int, int]:
     """``(world_size, per-rank batch size, accumulative_counts)`` of this run."""
-    loader = runner.train_dataloader
-    batch = getattr(loader, "batch_size", None)
-    if batch is None:
-        batch = getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    batch = batch_size_of(runner.train_dataloader, default=None)
     if batch is None:
         raise ValueError("auto_scale_lr needs the train dataloader's batch_size")
-    wrappers = list(optim_wrapper.values()) if hasattr(optim_wrapper, "values") else \
-        [optim_wrapper]
-    accumulation = max(getattr(w, "_accumulative_counts", 1) for w in wrappers)
+    accumulation = max(getattr(w, "_accumulative_counts", 1) for w in wrappers_of(optim_wrapper))
     return runner.world_size, int(batch), int(accumulation)
 
 
@@ -110,9 +95,7 @@ def scale_lr(runner, optim_wrapper, auto_scale_lr: Mapping | None) -> float | No
     world, batch, accumulation = real_batch_size(runner, optim_wrapper)
     real = world * batch * accumulation
     factor = real / float(base)
-    wrappers = list(optim_wrapper.values()) if hasattr(optim_wrapper, "values") else \
-        [optim_wrapper]
-    for wrapper in wrappers:
+    for wrapper in wrappers_of(optim_wrapper):
         for group in wrapper.optimizer.param_groups:
             group["lr"] = group["lr"] * factor
     runner.logger.info(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from raytrainer.hooks.hook import has_train_loop
 from raytrainer.logging import HistoryBuffer
 from raytrainer.registry import LOG_PROCESSORS
 
@@ -111,22 +112,6 @@ def _check_unique_log_names(stats: list[_CustomStat]) -> None:
                 f"'{seen[stat.log_name].data_src}' and '{stat.data_src}'); give each entry a "
                 "distinct log_name (an entry without log_name overwrites its data_src)")
         seen[stat.log_name] = stat
-
-
-def has_train_loop(runner) -> bool:
-    """Whether the runner has a built train loop (val/test-only runs have none).
-
-    MMEngine runners keep an unbuilt loop as a dict in ``_train_loop``; other runners may only
-    expose ``train_loop``, which may be None or raise when there is no training.
-    """
-    if hasattr(runner, "_train_loop"):
-        loop = runner._train_loop
-    else:
-        try:
-            loop = runner.train_loop
-        except (AttributeError, RuntimeError):
-            return False
-    return loop is not None and not isinstance(loop, Mapping)
 
 
 def _max_memory_mb() -> int | None:

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ..dataset.loader_info import batch_size_of, find_sampler
 from ..logging import print_log
 from ..registry import LOOPS
+from ..utils.rng_state import preserve_torch_rng
 from .batch_check import mismatch_error
-from .rng_state import preserve_torch_rng
 
 
 class BaseLoop:
@@ -47,14 +48,6 @@ def _dynamic_intervals(start: int, milestones: Sequence[tuple[int, int]] | None)
     return [0] + [m for m, _ in points], [start] + [i for _, i in points]
 
 
-def find_sampler(dataloader: DataLoader):
-    """The index sampler of a DataLoader (inside its batch sampler when there is one)."""
-    batch_sampler = getattr(dataloader, "batch_sampler", None)
-    if batch_sampler is not None and hasattr(batch_sampler, "sampler"):
-        return batch_sampler.sampler
-    return getattr(dataloader, "sampler", None)
-
-
 def _skip_batches(dataloader: DataLoader, num_batches: int) -> None:
     """Make the dataloader's next pass start ``num_batches`` in, without loading them."""
     if num_batches == 0:
@@ -65,11 +58,6 @@ def _skip_batches(dataloader: DataLoader, num_batches: int) -> None:
             f"cannot resume in the middle of an epoch: sampler {type(sampler).__name__} has no "
             "skip_samples(); use DefaultSampler/InfiniteSampler or resume at an epoch boundary")
     sampler.skip_samples(num_batches * batch_size_of(dataloader))
-
-
-def batch_size_of(dataloader: DataLoader) -> int:
-    """Samples per batch on this rank."""
-    return getattr(dataloader.batch_sampler, "batch_size", None) or dataloader.batch_size or 1
 
 
 def _skip_global(dataloader: DataLoader, consumed: int) -> int | None:

@@ -2,12 +2,16 @@
 
 The runner wires components together (model, loops, optim wrapper, schedulers, evaluators,
 hooks), owns the run's identity on this rank (timestamp, seed, work_dir, log_dir) and its
-training state (what goes into a checkpoint). Building details live in ``build.py``, the
-checkpoints in ``raytrainer.checkpoint``, device placement and wrapping in the strategy.
+training state (what goes into a checkpoint). It is the top of the engine's layers: building
+details live in ``build.py``, the seed, logger and visualizer in ``services.py``, the loops and
+their views in ``run_loops.py``, hook ordering in ``raytrainer.hooks.registration``, the
+checkpoints in ``raytrainer.checkpoint`` (handed this runner as its ``TrainingParts``), rank,
+device placement and wrapping in the strategy.
 """
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,27 +24,26 @@ from torch.utils.data import DataLoader
 from .. import dist
 from .. import storage as store
 from ..checkpoint.manager import CheckpointManager
-from ..config import Config, ConfigError, warn_ignored, warn_ignored_top_level
+from ..checkpoint.parts import LoadRequest
+from ..config import Config, warn_ignored, warn_ignored_top_level
 from ..dataset.builder import build_dataloader
 from ..evaluator import Evaluator
-from ..hooks.hook import Hook, get_priority
-from ..logging import MessageHub, MMLogger
+from ..hooks.hook import Hook
+from ..hooks.registration import HookList
+from ..logging import MessageHub
 from ..model.wrappers import unwrap_model
+from ..optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
 from ..registry import (
     EVALUATOR,
-    LOG_PROCESSORS,
-    LOOPS,
     MODELS,
     RUNNERS,
-    STRATEGIES,
-    VISUALIZERS,
     build_from_cfg,
     import_modules_from_strings,
 )
-from ..strategy import ddp_strategy_cfg
-from ..utils.randomness import draw_seed, set_random_seed
-from . import build, validation
+from ..utils.run_identity import experiment_name_for
+from . import build, services, validation
 from .lease import runner_lease
+from .run_loops import RunLoops
 
 _TRAIN_KEYS = ("train_dataloader", "train_cfg", "optim_wrapper")
 _VAL_KEYS = ("val_dataloader", "val_cfg", "val_evaluator")
@@ -55,15 +58,8 @@ def _check_all_or_none(values: dict[str, Any]) -> None:
                          f"{missing}")
 
 
-def _shared(value: Any) -> Any:
-    """Rank 0's value of ``value`` on every rank."""
-    box = [value]
-    dist.broadcast_object_list(box)
-    return box[0]
-
-
 @RUNNERS.register_module()
-class Runner:
+class Runner(RunLoops):
     """Train, validate and test a model on this rank.
 
     Components may be given built or as config dicts; they are built when first needed (a
@@ -138,15 +134,7 @@ class Runner:
             val_evaluator=val_evaluator, test_evaluator=test_evaluator, load_strict=load_strict,
             randomness=randomness))
         validation.check_launcher(strategy, model_wrapper_cfg, launcher)
-        cfg = cfg if isinstance(cfg, Config) else Config(cfg or {})
-        # Credentials in the config reach fsspec here and nowhere else: the runner's copy of the
-        # config (dumped, logged, stored in checkpoints) has them replaced by '***'.
-        self.cfg = Config(store.redact(cfg), filename=cfg.filename)
-        self._storage_options = dict(storage or {})
-        if self._storage_options:
-            store.set_storage_options(self._storage_options)
-        self._work_dir = str(work_dir) if storage_is_url(work_dir) else \
-            os.path.abspath(str(work_dir))
+        self._set_config(cfg, storage, work_dir)
         _check_all_or_none(dict(zip(_TRAIN_KEYS, (train_dataloader, train_cfg, optim_wrapper))))
         _check_all_or_none(dict(zip(_VAL_KEYS, (val_dataloader, val_cfg, val_evaluator))))
         _check_all_or_none(dict(zip(_TEST_KEYS, (test_dataloader, test_cfg, test_evaluator))))
@@ -164,46 +152,17 @@ class Runner:
         self.default_scope = default_scope
         if default_scope not in (None, "raytrainer", "mmengine"):
             warn_ignored("default_scope", default_scope)
-        self._load_from, self._resume, self._load_strict = load_from, resume, load_strict
         self._lease = None  # the work_dir lease while training (rank 0, not on Ray)
-        self.checkpoints = CheckpointManager(self)
-
-        self._launcher = launcher
-        self._env_cfg = dict(env_cfg or {})
-        for key in sorted(set(self._env_cfg) - {"cudnn_benchmark", "dist_cfg"}):
-            warn_ignored(f"env_cfg.{key}", self._env_cfg[key],
-                         why="raytrainer reads env_cfg.cudnn_benchmark and env_cfg.dist_cfg only")
-        self.strategy = self._build_strategy(strategy, launcher, model_wrapper_cfg,
-                                             find_unused_parameters)
-        self.strategy.setup(self._env_cfg)
-        self._timestamp_given = timestamp is not None
-        self._timestamp = _shared(timestamp or time.strftime("%Y%m%d_%H%M%S"))
-        self._randomness_cfg = dict(randomness or {})
-        self._set_randomness()
-        self._experiment_name = experiment_name_for(experiment_name, self.cfg.filename,
-                                                    self._timestamp)
-        self._log_dir = store.join(self._work_dir, self._timestamp)
-        if self.rank == 0:
-            store.makedirs(self._log_dir)
-        dist.barrier()
-        self.logger = self._build_logger(log_level)
-        self.message_hub = MessageHub.get_instance(self._experiment_name)
-        self.visualizer = self._build_visualizer(visualizer)
-        if self.cfg:
-            self.visualizer.add_config(self.cfg)
-        self.log_processor = build_from_cfg(dict(type="LogProcessor", **(log_processor or {})),
-                                            LOG_PROCESSORS, key="log_processor") \
-            if log_processor is None or isinstance(log_processor, Mapping) else log_processor
-
-        if isinstance(model, Mapping) and data_preprocessor is not None:
-            model = dict(model)
-            model.setdefault("data_preprocessor", data_preprocessor)
-        with self.strategy.build_context():
-            built = self.build_model(model)
-        self.model = self.strategy.prepare_model(built)
-        self._model_name = type(unwrap_model(self.model)).__name__
-        self._hooks: list[Hook] = []
-        self._hook_table: dict[str, list] = {}
+        self._set_environment(launcher, env_cfg, strategy, model_wrapper_cfg,
+                              find_unused_parameters)
+        self._set_identity(timestamp, randomness, experiment_name)
+        self.checkpoints = CheckpointManager(self, LoadRequest(
+            resume=resume, load_from=load_from, load_strict=load_strict,
+            own_timestamp=self._timestamp if timestamp is not None else None,
+            training=train_cfg is not None))
+        self._set_services(log_level, visualizer, log_processor)
+        self._set_model(model, data_preprocessor)
+        self._hook_list = HookList()
         self.register_hooks(default_hooks, custom_hooks)
         self.logger.info("Hooks will run in this order:\n" + self.get_hooks_info(),
                          extra={"file_only": True})  # long; the console shows progress
@@ -222,15 +181,8 @@ class Runner:
         if "work_dir" not in cfg:
             raise KeyError("the config has no 'work_dir'; set it in the file or pass "
                            "--work-dir")
-        keys = ("model", "work_dir", "train_dataloader", "val_dataloader", "test_dataloader",
-                "train_cfg", "val_cfg", "test_cfg", "auto_scale_lr", "optim_wrapper",
-                "param_scheduler", "val_evaluator", "test_evaluator", "default_hooks",
-                "custom_hooks", "data_preprocessor", "load_from", "launcher", "env_cfg",
-                "log_processor", "log_level", "visualizer", "default_scope", "randomness",
-                "experiment_name", "strategy", "timestamp", "storage", "model_wrapper_cfg",
-                "find_unused_parameters", "load_strict")
-        kwargs = {k: copy.deepcopy(cfg[k]) for k in keys if k in cfg and cfg[k] is not None}
-        kwargs["resume"] = cfg.get("resume", False)
+        kwargs = {k: copy.deepcopy(cfg[k]) for k in _constructor_keys(cls)
+                  if k in cfg and cfg[k] is not None}
         return cls(cfg=cfg, **kwargs)
 
     # ---- identity and state -------------------------------------------------------------
@@ -273,166 +225,85 @@ class Runner:
 
     @property
     def distributed(self) -> bool:
-        return dist.is_distributed()
+        return self.strategy.distributed
 
     @property
     def rank(self) -> int:
-        return dist.get_rank()
+        return self.strategy.rank
 
     @property
     def world_size(self) -> int:
-        return dist.get_world_size()
+        return self.strategy.world_size
 
     @property
     def hooks(self) -> list[Hook]:
-        return self._hooks
-
-    @property
-    def epoch(self) -> int:
-        loop = self.train_loop_or_none
-        return loop.epoch if loop is not None else 0
-
-    @property
-    def iter(self) -> int:
-        loop = self.train_loop_or_none
-        return loop.iter if loop is not None else 0
-
-    @property
-    def max_epochs(self) -> int:
-        loop = self.train_loop_or_none
-        return loop.max_epochs if loop is not None else 0
-
-    @property
-    def max_iters(self) -> int:
-        loop = self.train_loop_or_none
-        return loop.max_iters if loop is not None else 0
-
-    @property
-    def train_loop_or_none(self):
-        """The train loop if it has been built (no building side effects)."""
-        loop = self._train_loop
-        return loop if loop is not None and not isinstance(loop, Mapping) else None
-
-    @property
-    def train_loop(self):
-        if self._train_loop is None:
-            raise RuntimeError("this runner has no train loop: pass train_dataloader, train_cfg "
-                               "and optim_wrapper")
-        self._train_loop = self.build_train_loop(self._train_loop)
-        return self._train_loop
-
-    @property
-    def val_loop(self):
-        if self._val_loop is None:
-            return None
-        self._val_loop = self.build_val_loop(self._val_loop)
-        return self._val_loop
-
-    @property
-    def test_loop(self):
-        if self._test_loop is None:
-            return None
-        self._test_loop = self.build_test_loop(self._test_loop)
-        return self._test_loop
-
-    @property
-    def train_dataloader(self):
-        return self.train_loop.dataloader
-
-    @property
-    def val_dataloader(self):
-        return self.val_loop.dataloader
-
-    @property
-    def test_dataloader(self):
-        return self.test_loop.dataloader
-
-    @property
-    def val_evaluator(self):
-        return self.val_loop.evaluator
-
-    @property
-    def test_evaluator(self):
-        return self.test_loop.evaluator
-
-    @property
-    def val_interval(self) -> int:
-        return self.train_loop.val_interval
-
-    @property
-    def val_begin(self) -> int:
-        return self.train_loop.val_begin
+        return self._hook_list.hooks
 
     # ---- set-up -------------------------------------------------------------------------
-    def _build_strategy(self, strategy: Any, launcher: str, model_wrapper_cfg: dict | None,
-                        find_unused_parameters: bool):
-        if strategy is not None:
-            if model_wrapper_cfg or find_unused_parameters:
-                raise ValueError("give DDP options either in 'strategy' or in "
-                                 "'model_wrapper_cfg'/'find_unused_parameters', not both")
-        elif launcher == "none":
-            strategy = dict(type="SingleDeviceStrategy")
-        else:
-            backend = self._env_cfg.get("dist_cfg", {}).get("backend")
-            strategy = ddp_strategy_cfg(model_wrapper_cfg, find_unused_parameters,
-                                        launcher=launcher, backend=backend)
-        return build_from_cfg(strategy, STRATEGIES, key="strategy")
+    def _set_config(self, cfg: Config | dict | None, storage: dict | None,
+                    work_dir: str) -> None:
+        cfg = cfg if isinstance(cfg, Config) else Config(cfg or {})
+        # Credentials in the config reach fsspec here and nowhere else: the runner's copy of the
+        # config (dumped, logged, stored in checkpoints) has them replaced by '***'.
+        self.cfg = Config(store.redact(cfg), filename=cfg.filename)
+        self._storage_options = dict(storage or {})
+        if self._storage_options:
+            store.set_storage_options(self._storage_options)
+        self._work_dir = str(work_dir) if storage_is_url(work_dir) else \
+            os.path.abspath(str(work_dir))
 
-    def _set_randomness(self) -> None:
-        cfg = self._randomness_cfg
-        unknown = set(cfg) - {"seed", "deterministic", "diff_rank_seed"}
-        if unknown:
-            raise KeyError(f"randomness has unknown keys {sorted(unknown)}; expected seed, "
-                           "deterministic, diff_rank_seed")
-        seed = cfg.get("seed")
-        if seed is None:
-            seed = _shared(draw_seed())
-            cfg["seed"] = seed
-        elif not isinstance(seed, int):
-            raise TypeError(f"randomness.seed must be an int or None, got {seed!r}")
-        # The drawn seed goes into the config dump and checkpoints so the run can be repeated.
-        self.cfg.setdefault("randomness", {})
-        self.cfg["randomness"]["seed"] = seed
-        self._seed = seed
-        set_random_seed(seed, deterministic=cfg.get("deterministic", False),
-                        diff_rank_seed=cfg.get("diff_rank_seed", False), rank=self.rank)
+    def _set_environment(self, launcher: str, env_cfg: dict | None, strategy: Any,
+                         model_wrapper_cfg: dict | None, find_unused_parameters: bool) -> None:
+        self._launcher = launcher
+        self._env_cfg = dict(env_cfg or {})
+        for key in sorted(set(self._env_cfg) - {"cudnn_benchmark", "dist_cfg"}):
+            warn_ignored(f"env_cfg.{key}", self._env_cfg[key],
+                         why="raytrainer reads env_cfg.cudnn_benchmark and env_cfg.dist_cfg only")
+        backend = self._env_cfg.get("dist_cfg", {}).get("backend")
+        self.strategy = build.build_strategy(strategy, launcher, model_wrapper_cfg,
+                                             find_unused_parameters, backend)
+        self.strategy.setup(self._env_cfg)
 
-    def _build_logger(self, log_level) -> MMLogger:
-        suffix = "" if self.rank == 0 else f"_rank{self.rank}"
-        log_file = store.join(self._log_dir, f"{self._timestamp}{suffix}.log")
-        if MMLogger.check_instance_created(self._experiment_name):
-            MMLogger.get_instance(self._experiment_name).close()
-            MMLogger.drop_instance(self._experiment_name)
-        logger = MMLogger.get_instance(self._experiment_name, log_file=log_file,
-                                       log_level=log_level, file_mode="a", rank=self.rank)
-        logger.info(f"run {self._experiment_name}: work_dir={self._work_dir} "
-                    f"rank={self.rank}/{self.world_size} device={self.strategy.device} "
-                    f"seed={self._seed} (randomness={self._randomness_cfg})")
-        return logger
+    def _set_identity(self, timestamp: str | None, randomness: dict | None,
+                      experiment_name: str | None) -> None:
+        """Timestamp, seed, name and log folder: the same on every rank (rank 0 decides)."""
+        self._timestamp = services.shared(timestamp or time.strftime("%Y%m%d_%H%M%S"))
+        self._randomness_cfg = dict(randomness or {})
+        self._seed = services.decide_seed(self._randomness_cfg, self.cfg, self.rank)
+        self._experiment_name = experiment_name_for(experiment_name, self.cfg.filename,
+                                                    self._timestamp)
+        self._log_dir = store.join(self._work_dir, self._timestamp)
+        if self.rank == 0:
+            store.makedirs(self._log_dir)
+        dist.barrier()
 
-    def _build_visualizer(self, visualizer: Any):
-        if visualizer is None:
-            visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])
-        if not isinstance(visualizer, Mapping):
-            return visualizer
-        cfg = dict(visualizer)
-        cfg.setdefault("name", self._experiment_name)
-        cfg.setdefault("save_dir", self._log_dir)
-        return build_from_cfg(cfg, VISUALIZERS, key="visualizer")
+    def _set_services(self, log_level: str | int, visualizer: Any,
+                      log_processor: dict | None) -> None:
+        name = self._experiment_name
+        self.logger = services.build_logger(name, self._log_dir, self._timestamp, self.rank,
+                                            log_level)
+        self.logger.info(f"run {name}: work_dir={self._work_dir} "
+                         f"rank={self.rank}/{self.world_size} device={self.strategy.device} "
+                         f"seed={self._seed} (randomness={self._randomness_cfg})")
+        self.message_hub = MessageHub.get_instance(name)
+        self.visualizer = services.build_visualizer(visualizer, name, self._log_dir)
+        if self.cfg:
+            self.visualizer.add_config(self.cfg)
+        self.log_processor = services.build_log_processor(log_processor)
+
+    def _set_model(self, model: nn.Module | dict, data_preprocessor: Any) -> None:
+        if isinstance(model, Mapping) and data_preprocessor is not None:
+            model = dict(model)
+            model.setdefault("data_preprocessor", data_preprocessor)
+        with self.strategy.build_context():
+            built = self.build_model(model)
+        self.model = self.strategy.prepare_model(built)
+        self._model_name = type(unwrap_model(self.model)).__name__
 
     def dump_config(self) -> None:
         """Write the resolved config (seed included) to the work_dir, on rank 0."""
-        if self.rank != 0 or not self.cfg:
-            return
-        name = os.path.basename(self.cfg.filename) if self.cfg.filename else \
-            f"{self._timestamp}.py"
-        if not name.endswith((".py", ".json", ".yaml", ".yml")):
-            name += ".py"
-        location = store.join(self._work_dir, name)
-        try:
-            self.cfg.dump(location)
-        except ConfigError as exc:  # a value that cannot be written must not stop training
-            self.logger.warning(f"config not dumped to {location}: {exc}")
+        if self.rank == 0 and self.cfg:
+            services.dump_config(self.cfg, self._work_dir, self._timestamp, self.logger)
 
     # ---- building -----------------------------------------------------------------------
     def build_model(self, model: nn.Module | dict) -> nn.Module:
@@ -461,42 +332,12 @@ class Runner:
         return Evaluator(evaluator)
 
     def build_optim_wrapper(self, optim_wrapper: Any):
-        from ..optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
-
         if isinstance(optim_wrapper, (OptimWrapper, OptimWrapperDict)):
             return optim_wrapper
         return build_optim_wrapper(self.model, optim_wrapper)
 
     def build_param_scheduler(self, scheduler: Any):
         return build.build_param_schedulers(scheduler, self.optim_wrapper, self)
-
-    def _build_loop(self, loop: Any, default_type: str, key: str, **kwargs):
-        if not isinstance(loop, Mapping):
-            return loop
-        cfg = dict(loop)
-        if "type" not in cfg:
-            cfg["type"] = default_type
-        return build_from_cfg(cfg, LOOPS, dict(runner=self, **kwargs), key=key)
-
-    def build_train_loop(self, loop: Any):
-        if not isinstance(loop, Mapping):
-            return loop
-        cfg = dict(loop)
-        if "type" not in cfg:
-            by_epoch = cfg.pop("by_epoch", True)
-            cfg["type"] = "EpochBasedTrainLoop" if by_epoch else "IterBasedTrainLoop"
-        elif "by_epoch" in cfg:
-            cfg.pop("by_epoch")
-        return self._build_loop(cfg, "EpochBasedTrainLoop", "train_cfg",
-                                dataloader=self._train_dataloader)
-
-    def build_val_loop(self, loop: Any):
-        return self._build_loop(loop, "ValLoop", "val_cfg", dataloader=self._val_dataloader,
-                                evaluator=self._val_evaluator)
-
-    def build_test_loop(self, loop: Any):
-        return self._build_loop(loop, "TestLoop", "test_cfg", dataloader=self._test_dataloader,
-                                evaluator=self._test_evaluator)
 
     # ---- running ------------------------------------------------------------------------
     def train(self) -> nn.Module:
@@ -599,44 +440,18 @@ class Runner:
     # ---- hooks --------------------------------------------------------------------------
     def call_hook(self, fn_name: str, **kwargs) -> None:
         """Call ``fn_name`` on every hook that implements it, in priority order."""
-        hooks = self._hook_table.get(fn_name)
-        if hooks is None:
-            if not hasattr(Hook, fn_name):
-                raise AttributeError(f"{fn_name!r} is not a hook point")
-            hooks = self._hook_table[fn_name] = [
-                getattr(h, fn_name) for h in self._hooks if fn_name in h.get_triggered_stages()]
-        for method in hooks:
+        for method in self._hook_list.methods(fn_name):
             method(self, **kwargs)
 
     def register_hook(self, hook: Hook | dict, priority: int | str | None = None) -> None:
         """Insert a hook after every registered hook of the same or higher priority."""
-        built, cfg_priority = build.build_hook(hook, "hook")
-        if not isinstance(built, Hook):
-            raise TypeError(f"{type(built).__name__} is not a raytrainer.hooks.Hook")
-        chosen = priority if priority is not None else cfg_priority
-        if chosen is not None:
-            built.priority = chosen
-        value = get_priority(built.priority)
-        index = 0
-        for i in range(len(self._hooks) - 1, -1, -1):
-            if value >= get_priority(self._hooks[i].priority):
-                index = i + 1
-                break
-        self._hooks.insert(index, built)
-        self._hook_table.clear()
+        self._hook_list.insert(hook, priority)
 
     def register_default_hooks(self, hooks: dict | None = None) -> None:
-        for name, hook in build.merge_default_hooks(hooks).items():
-            if isinstance(hook, Mapping):
-                built, priority = build.build_hook(hook, f"default_hooks.{name}")
-                self.register_hook(built, priority)
-            else:
-                self.register_hook(hook)
+        self._hook_list.insert_defaults(hooks)
 
     def register_custom_hooks(self, hooks: list | None) -> None:
-        for i, hook in enumerate(hooks or []):
-            built, priority = build.build_hook(hook, f"custom_hooks.{i}")
-            self.register_hook(built, priority)
+        self._hook_list.insert_custom(hooks)
 
     def register_hooks(self, default_hooks: dict | None = None,
                        custom_hooks: list | None = None) -> None:
@@ -644,23 +459,14 @@ class Runner:
         self.register_custom_hooks(custom_hooks)
 
     def get_hooks_info(self) -> str:
-        lines = []
-        for stage in Hook.stages:
-            names = [f"({get_priority(h.priority):<3}) {type(h).__name__}" for h in self._hooks
-                     if stage in h.get_triggered_stages()]
-            if names:
-                lines.append(f"{stage}:\n  " + "\n  ".join(names))
-        return "\n".join(lines)
+        return self._hook_list.info()
 
 
-def experiment_name_for(experiment_name: str | None, config_file: str | None,
-                        timestamp: str) -> str:
-    """The run's name: ``<experiment_name>_<timestamp>``, else ``<config name>_<timestamp>``."""
-    if experiment_name is not None:
-        return f"{experiment_name}_{timestamp}"
-    if config_file:
-        return f"{os.path.splitext(os.path.basename(config_file))[0]}_{timestamp}"
-    return timestamp
+def _constructor_keys(cls: type) -> list[str]:
+    """The keyword arguments of ``cls.__init__`` that a config may set (all but ``cfg``)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [name for name, param in inspect.signature(cls.__init__).parameters.items()
+            if param.kind in kinds and name not in ("self", "cfg")]
 
 
 def storage_is_url(location: Any) -> bool:

@@ -14,7 +14,9 @@ import torch
 import torch.nn as nn
 
 from .. import dist
+from ..checkpoint import sharded
 from ..model.wrappers import unwrap_model
+from ..optim import wrappers_of
 
 
 class BaseStrategy:
@@ -104,8 +106,6 @@ class BaseStrategy:
             set_state_dict,
         )
 
-        from ..checkpoint import sharded
-
         module = self.unwrap(model)
         optimizers = _optimizers_of(optim_wrapper)
         options = StateDictOptions(strict=strict)
@@ -134,8 +134,4 @@ class BaseStrategy:
 
 def _optimizers_of(optim_wrapper) -> list:
     """The torch optimizers behind an optim wrapper (or a dict of them); [] for None."""
-    if optim_wrapper is None:
-        return []
-    if hasattr(optim_wrapper, "values"):
-        return [wrapper.optimizer for wrapper in optim_wrapper.values()]
-    return [optim_wrapper.optimizer]
+    return [wrapper.optimizer for wrapper in wrappers_of(optim_wrapper)]

@@ -17,6 +17,7 @@ import torch.distributed as torch_dist
 import torch.nn as nn
 
 from .. import dist
+from ..optim import wrappers_of
 from ..registry import STRATEGIES
 from .base import BaseStrategy
 from .ddp import join_process_group
@@ -249,7 +250,7 @@ class FSDPStrategy(BaseStrategy):
 
 
 def _single_optimizer(optim_wrapper) -> torch.optim.Optimizer:
-    if hasattr(optim_wrapper, "values"):
+    if wrappers_of(optim_wrapper) != [optim_wrapper]:
         raise NotImplementedError("FSDPStrategy supports one optimizer (an OptimWrapper); an "
                                   "OptimWrapperDict of several is not supported yet")
     return optim_wrapper.optimizer

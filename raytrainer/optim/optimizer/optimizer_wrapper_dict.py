@@ -16,7 +16,21 @@ import torch.nn as nn
 from .base import BaseOptimWrapper
 from .optimizer_wrapper import OptimWrapper
 
-__all__ = ["OptimWrapperDict"]
+__all__ = ["OptimWrapperDict", "wrappers_of"]
+
+
+def wrappers_of(optim_wrapper) -> list:
+    """The optim wrappers behind ``optim_wrapper``: each of an :class:`OptimWrapperDict` (or any
+    mapping of them), the wrapper itself otherwise, [] for None.
+
+    Everything that walks every optimizer (lr scaling, checkpoints, strategies) goes through
+    this, so a dict of wrappers is never mistaken for one wrapper.
+    """
+    if optim_wrapper is None:
+        return []
+    if hasattr(optim_wrapper, "values"):
+        return list(optim_wrapper.values())
+    return [optim_wrapper]
 
 
 class OptimWrapperDict(BaseOptimWrapper):
