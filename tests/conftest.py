@@ -12,6 +12,28 @@ from raytrainer.logging import MessageHub, MMLogger
 from raytrainer.visualization import Visualizer
 
 
+def pytest_collection_modifyitems(config, items):
+    """Deselect the ``gpu`` tests unless ``-m`` names them (``pytest -m gpu`` on a GPU
+    machine), whatever else ``-m`` says.
+
+    Mark ``ray`` every test that uses Ray: those that join the session's test cluster (the
+    ``ray_cluster`` fixture) or run a command with ``launcher='ray'``, besides those marked by
+    hand (a test that starts a private instance). A ``ray`` test counts as ``slow`` too, so
+    ``pytest -m "not ray and not slow"`` (or just ``-m "not slow"``) is the quick loop.
+    """
+    if "gpu" not in (config.option.markexpr or ""):  # GPU tests run only when asked for
+        gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+        if gpu:
+            config.hook.pytest_deselected(items=gpu)
+            items[:] = [item for item in items if item.get_closest_marker("gpu") is None]
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "ray_cluster" in item.fixturenames or params.get("launcher") == "ray":
+            item.add_marker(pytest.mark.ray)
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.slow)
+
+
 def _snapshot() -> dict:
     return {cls: (dict(cls._instances), cls._current)
             for cls in (MMLogger, MessageHub, Visualizer)}

@@ -107,6 +107,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command,lines,options,expected",
                          [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_bad_config_fails_naming_the_key_and_keeps_the_checkpoint(
@@ -129,6 +130,7 @@ def test_bad_config_fails_naming_the_key_and_keeps_the_checkpoint(
     assert _digests(work_dir / COMMITTED) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "test"])
 def test_weights_of_another_model_are_refused(committed_work_dir, unrelated_weights, tmp_path,
                                               command):
@@ -144,6 +146,7 @@ def test_weights_of_another_model_are_refused(committed_work_dir, unrelated_weig
     assert _digests(work_dir / COMMITTED) == before
 
 
+@pytest.mark.slow
 def test_a_top_level_key_typo_warns_with_did_you_mean(committed_work_dir, tmp_path):
     config = tmp_path / "typo.py"
     config.write_text(f"_base_ = {CONFIG!r}\ntrian_cfg = dict(max_epochs=1)\n")
@@ -159,6 +162,7 @@ def test_a_top_level_key_typo_warns_with_did_you_mean(committed_work_dir, tmp_pa
     ("train_cfg.val_interval=0", "train_cfg.val_interval must be a positive integer"),
     ("randomness.seed=abc", "randomness.seed must be an integer >= 0 or None"),
 ])
+@pytest.mark.slow
 def test_on_ray_the_driver_rejects_bad_values_before_starting_workers(committed_work_dir,
                                                                       tmp_path, option,
                                                                       expected):

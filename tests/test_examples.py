@@ -15,11 +15,13 @@ def _load(name):
     return module
 
 
+@pytest.mark.slow
 def test_mmengine_tutorial_trains_on_raytrainer(tmp_path):
     metrics = _load("mmengine_tutorial").main(["--work-dir", str(tmp_path), "--epochs", "3"])
     assert float(metrics["accuracy"]) > 85.0
 
 
+@pytest.mark.slow
 def test_the_same_tutorial_file_runs_on_mmengine(tmp_path):
     pytest.importorskip("mmengine")
     metrics = _load("mmengine_tutorial").main(["--work-dir", str(tmp_path), "--epochs", "3",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
+
 from raytrainer import checkpoint as ckpt
 from raytrainer import storage
 from raytrainer.hooks import Hook
@@ -161,6 +163,7 @@ def _copy_config(tmp_path, references: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_resuming_a_copied_work_dir_leaves_the_original_byte_identical(tmp_path):
     for references in ("names", "paths"):  # paths: checkpoints written before names
         config = _copy_config(tmp_path, references)
@@ -182,6 +185,7 @@ def test_resuming_a_copied_work_dir_leaves_the_original_byte_identical(tmp_path)
         assert f"best checkpoint: {expected}" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_a_best_reference_to_another_runs_checkpoint_never_deletes_it(tmp_path, capsys):
     work_dir = tmp_path / "run"
     root = work_dir / "checkpoints"

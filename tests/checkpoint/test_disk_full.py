@@ -49,6 +49,7 @@ def _digests(directory: str) -> dict[str, str]:
             for name in sorted(os.listdir(directory))}
 
 
+@pytest.mark.slow
 def test_a_full_disk_names_the_location_and_keeps_the_committed_checkpoint(small_disk):
     disk, kind = small_disk
     work_dir = str(disk / "wd")

@@ -18,6 +18,8 @@ import torch
 
 from raytrainer import storage
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "train_script.py")
 
 

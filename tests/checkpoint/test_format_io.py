@@ -176,6 +176,7 @@ def _sharded_tensor_errors(location: str) -> list[str]:
     return errors
 
 
+@pytest.mark.slow
 def test_a_sharded_tensor_is_refused_on_every_rank(tmp_path):
     errors = run_in_gloo_process(_sharded_tensor_errors, str(tmp_path))
     assert len(errors) == 2

@@ -46,6 +46,7 @@ def all_truncated(tmp_path_factory):
     return work_dir, names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["none", "ray"])
 def test_resume_with_only_unreadable_checkpoints_fails_and_keeps_them(all_truncated, launcher):
     # On Ray the driver decides the resume point, before any Ray instance is started.
@@ -64,6 +65,7 @@ def test_resume_with_only_unreadable_checkpoints_fails_and_keeps_them(all_trunca
     assert _snapshot(root) == before
 
 
+@pytest.mark.slow
 def test_resume_with_an_unreadable_newest_falls_back_to_the_older_one(tmp_path):
     work_dir = str(tmp_path)
     Runner(**runner_kwargs(work_dir, epochs=2, val=False)).train()
@@ -85,6 +87,7 @@ class FailAfterFirstEpoch(Hook):
         raise RuntimeError("the first validation failed")
 
 
+@pytest.mark.slow
 def test_a_new_run_never_replaces_another_runs_checkpoint_of_the_same_name(tmp_path):
     work_dir = str(tmp_path)
     root = storage.join(work_dir, "checkpoints")
@@ -142,6 +145,7 @@ def commits_deleted(tmp_path_factory):
     return work_dir, names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["none", "ray"])
 def test_resume_with_only_checkpoints_that_lost_their_commit_fails_and_keeps_them(
         commits_deleted, launcher):

@@ -31,6 +31,8 @@ from .sharded_files import (
     upload,
 )
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 
 @pytest.fixture(scope="module")
 def sharded_run(tmp_path_factory):

@@ -12,6 +12,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import pytest
+
 from ..test_cli import ROOT
 
 _SCRIPT = """
@@ -92,6 +94,7 @@ def _train_through_an_outage(tmp_path, s3_options: dict, setup: str = "") -> _Ou
                     ended - outage, ended - failed_at[0])
 
 
+@pytest.mark.slow
 def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_server):
     outcome = _train_through_an_outage(
         tmp_path, {"config_kwargs": {"retries": {"total_max_attempts": 1}}},
@@ -107,6 +110,7 @@ def test_a_run_whose_storage_dies_exits_non_zero_in_bounded_time(tmp_path, s3_se
                                           "the failure"
 
 
+@pytest.mark.slow
 def test_with_default_settings_a_dead_endpoint_fails_the_run_within_a_minute(tmp_path,
                                                                             s3_server):
     # Nothing tuned: raytrainer's S3 defaults (botocore's own retries off) and its retry

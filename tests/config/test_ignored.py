@@ -79,6 +79,7 @@ def test_save_checkpoint_and_resume_arguments_warn(tmp_path):
         "each tensor placed by the strategy on this rank's device"]
 
 
+@pytest.mark.slow
 def test_the_cli_prints_each_warning_as_one_line(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "raytrainer.cli", "train", "configs/digits/mlp.py", "--launcher",

@@ -96,6 +96,7 @@ def _rank_evaluates(rank: int, port: int, out_dir: str, nll: torch.Tensor,
             torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_give_the_single_process_value_without_sampler_padding(tmp_path):
     nll = torch.tensor([3.0, 10.0, 1.0, 7.0, 2.0])
     tokens = torch.tensor([2, 4, 1, 3, 5])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
@@ -52,6 +53,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 
 
+@pytest.mark.slow
 def test_buffers_are_averaged_across_two_gloo_ranks(tmp_path):
     mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True)

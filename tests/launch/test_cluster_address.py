@@ -27,6 +27,7 @@ def test_an_address_that_is_not_host_port_is_refused():
         check_reachable("nohost")
 
 
+@pytest.mark.slow
 def test_train_with_a_dead_address_exits_1_in_seconds(tmp_path):
     address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

@@ -11,6 +11,8 @@ import select
 import subprocess
 import sys
 
+import pytest
+
 from raytrainer.launch.console import RunConsole, format_stats
 from raytrainer.launch.summary import format_duration, run_summary
 
@@ -31,6 +33,7 @@ def _env():
     return env
 
 
+@pytest.mark.ray
 def test_twenty_epoch_ray_run_prints_rank0_lines_once_and_a_summary(tmp_path):
     result = subprocess.run(_command(tmp_path), cwd=ROOT, env=_env(), capture_output=True,
                             text=True, timeout=600)
@@ -79,6 +82,7 @@ def _run_in_pty(command):
     return process.wait(timeout=60), b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.ray
 def test_progress_bar_in_a_terminal_shows_epoch_rate_eta_loss_lr_and_metric(tmp_path):
     code, output = _run_in_pty(_command(tmp_path, "--num-workers", "1", "--cfg-options",
                                         "train_cfg.max_epochs=3", "train_cfg.val_interval=1"))
@@ -134,6 +138,7 @@ def test_summary_names_checkpoints_and_commands_that_reproduce_the_options():
     assert format_duration(125) == "2m05s"
 
 
+@pytest.mark.ray
 def test_ray_train_info_lines_are_kept_only_with_verbose(tmp_path):
     from raytrainer.config import Config
     from raytrainer.launch.driver import _run_config
@@ -147,6 +152,7 @@ def test_ray_train_info_lines_are_kept_only_with_verbose(tmp_path):
     assert levels == ["WARNING", "INFO"]
 
 
+@pytest.mark.slow
 def test_in_process_run_ends_with_the_summary_naming_the_best_checkpoint(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "raytrainer.cli", "train", "configs/digits/mlp.py", "--launcher",

@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from .conftest import ROOT
 
@@ -54,6 +55,7 @@ def _describe(processes) -> list[str]:
     return out
 
 
+@pytest.mark.ray
 def test_a_sigkilled_driver_leaves_no_ray_process_and_another_instance_runs_on(tmp_path):
     victim, other = _start_driver(tmp_path, "victim"), _start_driver(tmp_path, "other")
     try:

@@ -112,6 +112,7 @@ def test_the_first_signal_requests_a_stop_the_second_forces_it():
         assert aborted == [signal.SIGINT] and shutdown.forced()
 
 
+@pytest.mark.slow
 def test_sigterm_in_process_stops_at_an_iteration_with_a_checkpoint_and_resumes(tmp_path):
     run = Command(_raytrainer("train", CONFIG, "--launcher", "none", "--work-dir", "w",
                               "--cfg-options", "train_cfg.max_epochs=200"), tmp_path)
@@ -132,6 +133,7 @@ def test_sigterm_in_process_stops_at_an_iteration_with_a_checkpoint_and_resumes(
     assert later > iteration
 
 
+@pytest.mark.ray
 def test_sigterm_on_ray_stops_every_worker_at_one_iteration_with_a_checkpoint(tmp_path):
     run = Command(_raytrainer("train", CONFIG, "--work-dir", "w",  # 2 workers (the config)
                               "--cfg-options", "train_cfg.max_epochs=200"), tmp_path)
@@ -152,6 +154,7 @@ def test_sigterm_on_ray_stops_every_worker_at_one_iteration_with_a_checkpoint(tm
     assert resumed.finish() == 143, resumed.output[-3000:]
 
 
+@pytest.mark.slow
 def test_a_second_signal_before_rays_controller_exists_exits_at_once():
     # fit() has not created Ray Train's controller yet: there is nothing to abort, and the
     # signal must not be dropped

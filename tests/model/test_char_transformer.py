@@ -40,6 +40,7 @@ def test_loss_at_initialisation_is_that_of_a_uniform_guess():
     assert loss.item() == pytest.approx(math.log(256), abs=0.05)
 
 
+@pytest.mark.slow
 def test_a_few_adamw_steps_on_a_fixed_batch_lower_the_loss():
     model = _model().train()
     inputs, targets = _batch()

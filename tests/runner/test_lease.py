@@ -52,6 +52,7 @@ def _wait_for(location: str, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_second_live_run_in_the_work_dir_is_refused(tmp_path, where, request):
     root = str(tmp_path / "runs") if where == "local" else request.getfixturevalue("s3_bucket")

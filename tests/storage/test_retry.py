@@ -165,6 +165,7 @@ def test_s3_faults_past_botocore_are_retried_by_raytrainer(s3_bucket, s3_server,
     assert storage.read_bytes(f"s3://{bucket}/iter_20/model.pt") == b"weights"
 
 
+@pytest.mark.slow
 def test_s3_slowdown_past_s3fs_retries_is_retried_by_raytrainer(s3_bucket, s3_server,
                                                                 fast_retries, warnings_logged):
     # s3fs retries 'SlowDown' itself, 5 tries per call; the 6th fault reaches raytrainer.

@@ -160,6 +160,7 @@ def test_logger_file_on_s3_is_complete_after_close_and_continues_on_resume(s3_bu
     assert lines[1].endswith("INFO - resumed at epoch 2")
 
 
+@pytest.mark.slow
 def test_unclosed_remote_logs_are_uploaded_at_interpreter_exit(s3_bucket):
     log, scalars = storage.join(s3_bucket, "exit.log"), storage.join(s3_bucket, "scalars.json")
     code = textwrap.dedent(f"""
@@ -179,6 +180,7 @@ def test_unclosed_remote_logs_are_uploaded_at_interpreter_exit(s3_bucket):
     assert storage.read_text(scalars) == '{"step": 1}\n'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending", ["", "raise RuntimeError('the run failed')"])
 def test_no_local_log_copies_are_left_after_exit_or_failure(s3_bucket, tmp_path, ending):
     log, scalars = storage.join(s3_bucket, "spool.log"), storage.join(s3_bucket, "scalars.json")

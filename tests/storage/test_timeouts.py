@@ -42,6 +42,7 @@ def frozen_s3(s3_server):  # s3_server: fake credentials in the environment
             storage.reset_storage_options()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("operation", ["read", "write"])
 def test_a_frozen_endpoint_fails_a_call_within_the_read_timeout(frozen_s3, operation):
     location = "s3://frozen-bucket/run/checkpoints/meta.json"
@@ -62,6 +63,7 @@ def test_a_frozen_endpoint_fails_a_call_within_the_read_timeout(frozen_s3, opera
     assert seconds < 30, seconds
 
 
+@pytest.mark.slow
 def test_the_retry_deadline_bounds_retries_of_a_frozen_endpoint(frozen_s3):
     before = storage.set_retry_policy(attempts=100, base_delay=0.1, max_delay=0.1, deadline=2)
     try:

@@ -18,6 +18,8 @@ from tests.runner.helpers import runner_kwargs
 
 from ..gloo_process import free_port
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 WORLD_SIZE = 2
 
 

@@ -19,6 +19,8 @@ from tests.runner.helpers import digits_loader
 
 from .fsdp_ranks import BlockClassifier, spawn
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_SAMPLES = 1437  # the digits train split
 BATCH = 32

@@ -114,6 +114,7 @@ def _files_holding(directory, text: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("debug", [[], ["--debug"]], ids=["plain", "debug"])
 def test_a_tracking_uri_password_is_never_printed_in_process(tmp_path, debug):
     done = subprocess.run(
@@ -142,6 +143,7 @@ def _own_ray_instance_env() -> dict:
     return {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
 
 
+@pytest.mark.ray
 def test_a_tracking_uri_password_reaches_neither_the_console_nor_rays_logs(tmp_path, ray_tmp):
     done = subprocess.run(
         [sys.executable, "-m", "raytrainer.cli", "train", _dead_tracking_config(tmp_path),

@@ -66,6 +66,7 @@ def test_a_directory_without_scalars_names_what_was_expected(tmp_path):
         find_runs(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_cli_writes_a_png_with_one_panel_per_kind(tmp_path):
     _write_run(str(tmp_path / "run"))
     output = tmp_path / "curves.png"

@@ -150,6 +150,7 @@ def _ddp_lrs_and_bias_identity() -> tuple[dict, bool]:
     return wrapper.get_lr(), wrapper.param_groups[1]["params"][0] is ddp.module[0].bias
 
 
+@pytest.mark.slow
 def test_ddp_wrapped_model_uses_inner_parameter_names():
     lrs, same_bias = run_in_gloo_process(_ddp_lrs_and_bias_identity)
     assert lrs == {"lr": [0.1, 0.05]}

@@ -303,5 +303,6 @@ def _ddp_syncs_per_micro_step() -> list[bool]:
     return syncs
 
 
+@pytest.mark.slow
 def test_optim_context_disables_real_ddp_gradient_sync_mid_window():
     assert run_in_gloo_process(_ddp_syncs_per_micro_step) == [False, True, False, True]
