@@ -213,7 +213,7 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
 def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_cluster,
                                                                            tmp_path):
     cfg = _digits(tmp_path / "sweep", epochs=3)
-    cfg["custom_hooks"] = [dict(type="tests.launch.tune_hooks.StartTogether",
+    cfg["custom_hooks"] = [dict(type="tests.launch.tune_hooks.Lockstep",
                                 folder=str(tmp_path / "started"), count=2)]
     result = run_sweep(
         cfg,

@@ -34,10 +34,18 @@ class PauseAtLastValidation(Hook):
         time.sleep(120)  # the sweep driver is killed well before this ends
 
 
-class StartTogether(Hook):
-    """Rank 0 of each trial's run waits at the start of training until ``count`` trials got
-    there, so concurrent trials overlap (PBT compares trials that report side by side) even
-    when one trial's workers start much later than the other's on a loaded machine."""
+class Lockstep(Hook):
+    """Rank 0 of each trial's run waits at the start of training and of each epoch until
+    ``count`` trials got that far, so concurrent trials report side by side (PBT exploits only
+    when every trial has reported) even when one trial's workers run much slower than the
+    other's on a loaded machine. A trial restored from another's checkpoint marks the epochs it
+    starts from; a trial that has finished has marked every epoch, so nobody waits for it.
+
+    Args:
+        folder: Where the marks go (one empty file per trial and epoch).
+        count: How many trials run side by side.
+        timeout_s: The longest wait at one point (the test then fails on its own assertions).
+    """
 
     priority = "VERY_HIGH"
 
@@ -45,11 +53,28 @@ class StartTogether(Hook):
         self.folder, self.count, self.timeout_s = folder, count, timeout_s
 
     def before_train(self, runner) -> None:
+        self._wait(runner)
+
+    def before_train_epoch(self, runner) -> None:
+        self._wait(runner)
+
+    def _wait(self, runner) -> None:
         if runner.rank != 0:
             return
         os.makedirs(self.folder, exist_ok=True)
         name = os.path.basename(str(runner.work_dir).rstrip("/"))
-        open(os.path.join(self.folder, name), "w").close()
+        open(os.path.join(self.folder, f"{name}@{runner.epoch}"), "w").close()
+        if runner.epoch >= runner.max_epochs:  # resumed at its end: nothing left to pace
+            return
         deadline = time.monotonic() + self.timeout_s
-        while len(os.listdir(self.folder)) < self.count and time.monotonic() < deadline:
+        while self._there(runner.epoch) < self.count and time.monotonic() < deadline:
             time.sleep(0.1)
+
+    def _there(self, epoch: int) -> int:
+        """How many trials have started epoch ``epoch`` or a later one."""
+        trials = set()
+        for mark in os.listdir(self.folder):
+            trial, _, reached = mark.rpartition("@")
+            if int(reached) >= epoch:
+                trials.add(trial)
+        return len(trials)
