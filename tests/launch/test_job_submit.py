@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 from raytrainer import checkpoint as ckpt
 from raytrainer import storage
@@ -21,8 +22,16 @@ def submit(ray_cluster, work_dir: str, env_vars: dict | None = None, *flags: str
                "raytrainer", "train", "configs/digits/mlp.py", "--work-dir", work_dir,
                "--num-workers", "2", *flags, "--cfg-options", "train_cfg.max_epochs=2",
                "train_cfg.val_interval=2"]
-    return subprocess.run(command, cwd=ROOT, env=ray_cluster.env, capture_output=True,
-                          text=True, timeout=600)
+    # A cluster that has just started may not have its job agent yet; Ray answers "No
+    # available agent to submit job, please try again later" and accepts no job then.
+    deadline = time.monotonic() + 120
+    while True:
+        done = subprocess.run(command, cwd=ROOT, env=ray_cluster.env, capture_output=True,
+                              text=True, timeout=600)
+        if "No available agent to submit job" not in done.stderr or \
+                time.monotonic() > deadline:
+            return done
+        time.sleep(2)
 
 
 def _assert_succeeded(result, work_dir: str) -> None:
