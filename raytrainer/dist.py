@@ -55,12 +55,12 @@ def broadcast_object_list(objects: list[Any], src: int = 0) -> None:
         torch_dist.broadcast_object_list(objects, src=src)
 
 
-def all_gather_object(obj: Any) -> list[Any]:
-    """Every rank's ``obj``, indexed by rank."""
+def all_gather_object(obj: Any, group: Any = None) -> list[Any]:
+    """Every rank's ``obj``, indexed by rank (of ``group``, the default group if None)."""
     if not is_distributed():
         return [obj]
-    gathered: list[Any] = [None] * get_world_size()
-    torch_dist.all_gather_object(gathered, obj)
+    gathered: list[Any] = [None] * torch_dist.get_world_size(group)
+    torch_dist.all_gather_object(gathered, obj, group=group)
     return gathered
 
 

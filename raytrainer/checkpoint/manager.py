@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .. import dist, storage
-from . import envelope, full_state, sharded
+from . import agreement, envelope, full_state, sharded
 from . import state as state_module
 from .async_save import AsyncCheckpointer, copy_to_cpu
 from .config_diff import model_key_differences
@@ -254,18 +254,25 @@ class CheckpointManager:
         runner = self.parts
         strategy = runner.strategy
         opened = open_checkpoint(filename)
+        model = strategy.unwrap(runner.model)
         if opened.layout == envelope.SHARDED:
-            checkpoint = full_state.read_files(opened.location, opened.record, opened.meta,
-                                               map_location, runner.rank, weights_only)
+            # Every rank reads its own files before DCP's collective read: they agree first.
+            checkpoint, failure = {}, None
+            try:
+                checkpoint = full_state.read_files(opened.location, opened.record, opened.meta,
+                                                   map_location, runner.rank, weights_only)
+                stored_keys = sharded.model_keys(opened.location)
+            except Exception as exc:  # noqa: BLE001 - shared with every rank, then raised
+                failure = exc
+            agreement.raise_first_failure(failure, strategy.checkpoint_group)
         else:
             checkpoint = opened.read(map_location, runner.rank, weights_only)
         # Hooks see (and may adapt) the checkpoint before anything is loaded from it.
         runner.call_hook("after_load_checkpoint", checkpoint=checkpoint)
-        model = strategy.unwrap(runner.model)
         loaded_optimizer = False
         try:
             if opened.layout == envelope.SHARDED:
-                check_keys(sharded.model_keys(opened.location), model, filename, strict)
+                check_keys(stored_keys, model, filename, strict)
                 result = strategy.load_sharded(opened.location, runner.model, optim_wrapper,
                                                strict=strict)
                 loaded_optimizer = optim_wrapper is not None
@@ -349,15 +356,23 @@ class CheckpointManager:
             return
         failures = []
         for location in reversed(candidates):
+            runner.logger.info(f"{what}: resuming from {storage.describe(location)}, the "
+                               "newest committed checkpoint"
+                               + (" that is readable" if failures else ""))
+            error = None
             try:
-                runner.logger.info(f"{what}: resuming from {storage.describe(location)}, the "
-                                   "newest committed checkpoint"
-                                   + (" that is readable" if failures else ""))
                 self.resume(location)
+            except Exception as exc:  # noqa: BLE001 - shared with every rank, then raised
+                error = exc
+            # Every rank resumes the same checkpoint: where one rank cannot read its files of
+            # it (its rank_<r>.pt, say), all of them fall back together.
+            error = agreement.first_failure(error, runner.strategy.checkpoint_group)
+            if error is None:
                 return
-            except CheckpointError as exc:
-                failures.append(f"{storage.describe(location)}: {exc}")
-                runner.logger.warning(f"skipping {storage.describe(location)}: {exc}")
+            if not isinstance(error, CheckpointError):
+                raise error
+            failures.append(f"{storage.describe(location)}: {error}")
+            runner.logger.warning(f"skipping {storage.describe(location)}: {error}")
         raise CheckpointError(f"{what}: no usable checkpoint in {storage.describe(root)} "
                               "(nothing was deleted); " + "; ".join(failures))
 

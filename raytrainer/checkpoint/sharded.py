@@ -38,7 +38,7 @@ from ..logging import print_log
 from ..storage import retry
 from ..storage.errors import error_detail, is_transient, storage_error
 from ..storage.retry import retry_delay
-from . import dcp_io, envelope
+from . import agreement, dcp_io, envelope
 from .envelope import CheckpointError, FileRecord
 
 SHARD_DIR = "dcp"
@@ -218,7 +218,16 @@ def load_into(location: str, state: dict[str, Any], process_group: Any = None,
         StorageError: Storage failed.
     """
     directory = shard_dir(location)
-    storage_reader = _checked_reader(location)
+    storage_reader, failure = None, None
+    try:
+        storage_reader = _checked_reader(location)
+    except Exception as exc:  # noqa: BLE001 - shared with every rank, then raised
+        failure = exc
+    # A rank whose metadata read failed must not leave the others waiting in DCP's collective.
+    if not no_dist:
+        failure = agreement.first_failure(failure, process_group)
+    if failure is not None:
+        raise failure
     try:
         dcp.load(state, storage_reader=storage_reader, planner=dcp_io.load_planner(),
                  process_group=process_group, no_dist=no_dist)

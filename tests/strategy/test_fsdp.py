@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -215,3 +216,30 @@ def test_a_torn_shard_on_s3_is_skipped_and_the_previous_checkpoint_resumed(
     assert resumed["position"][1] == 10
     saved = ckpt.load_checkpoint(f"{root}/iter_10")
     _close(resumed["state"]["model"], saved["state_dict"], atol=0)
+
+
+@pytest.mark.parametrize("kind,damaged", [("fsdp", "rank_1.pt"), ("ddp", "rank_1.pt"),
+                                          ("fsdp", "dcp/__1_0.distcp")])
+def test_a_checkpoint_one_rank_cannot_read_is_skipped_by_every_rank(runs, tmp_path, kind,
+                                                                    damaged):
+    # Only rank 1 reads its rank_1.pt: that rank alone finds it damaged, yet both ranks must
+    # fall back to iter_20 together (before, rank 1 resumed iter_20 and rank 0 iter_23, and
+    # under FSDP they met in DCP's collective read of two different checkpoints).
+    work_dir = tmp_path / "work"
+    shutil.copytree(runs[kind]["work_dir"], work_dir)
+    root = work_dir / "checkpoints"
+    target = root / "iter_23" / damaged
+    data = bytearray(target.read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])  # same size: only the CRC-32 tells
+    target.write_bytes(bytes(data))
+    resumed = spawn(2, dict(strategy=kind, work_dir=str(work_dir), interval=10, by_epoch=False,
+                            resume=True, stop_after_load=True, auto_scale_lr=SCALE_LR),
+                    str(tmp_path / "out"))
+    assert [rank["resumed_from"] for rank in resumed["all"]] == [str(root / "iter_20")] * 2
+    assert [rank["position"][1] for rank in resumed["all"]] == [20, 20]
+    saved = ckpt.load_checkpoint(str(root / "iter_20"))
+    _close(resumed["state"]["model"], saved["state_dict"], atol=0)
+    log = (work_dir / "20260101_000000" / "20260101_000000.log").read_text()
+    assert f"skipping {root / 'iter_23'}: " in log
+    if damaged == "rank_1.pt":  # rank 0 was told which rank could not read it
+        assert f"skipping {root / 'iter_23'}: rank 1: " in log
