@@ -123,15 +123,16 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
         own = f"{LOOPBACK}:{port}"
         # Inherited by the raylet and so by every worker and helper actor of this instance.
         os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=own)
-        reaper = watch()  # the instance ends with this driver, even a SIGKILLed one
         try:
+            reaper = watch()  # the instance ends with this driver, even a SIGKILLed one
             # The dashboard serves the state API that Ray Train's helper actors query.
             ray.init(address="local", num_cpus=settings.num_cpus, _node_ip_address=LOOPBACK,
                      dashboard_host=LOOPBACK, dashboard_port=free_port(),
                      log_to_driver=log_to_driver, **extra)
         except BaseException:
             _restore(saved)
-            reaper.close()
+            if reaper is not None:
+                reaper.close()
             raise
         connection = Connection(address=own, started=True)
         print_log(f"started a private local Ray instance at {own} for this run (join a "

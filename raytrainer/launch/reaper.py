@@ -13,10 +13,10 @@ the driver's children whose command line names the instance's session directory
 process below them, each with its create time (a pid reused later is not the same process).
 When the pipe closes, because the driver ended the block (after ``ray.shutdown()``), exited or
 was killed, it stops what is left of the instance: the recorded processes that still run, and
-any orphan whose command line or open files are in that session directory, with everything
-below them; SIGTERM first, SIGKILL after :data:`GRACE_S` seconds. It never touches a process
-of another Ray instance (another session directory) or one the instance did not start, and it
-never runs ``ray stop``.
+any orphan that started after the last record and whose command line or open files are in
+that session directory, with everything below them; SIGTERM first, SIGKILL after
+:data:`GRACE_S` seconds. It never touches a process of another Ray instance (another session
+directory) or one the instance did not start, and it never runs ``ray stop``.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Iterator
 
 import psutil
@@ -32,6 +33,9 @@ import psutil
 POLL_S = 0.5
 GRACE_S = 3.0
 _ROUNDS = 3
+# psutil's create times count from the boot time in whole seconds (Linux /proc/stat btime), so
+# they may read up to a second early against time.time()
+_CLOCK_SLACK_S = 1.0
 
 
 def _session_pattern(driver_pid: int) -> re.Pattern:
@@ -54,6 +58,7 @@ class Instance:
         self.pattern = _session_pattern(driver_pid)
         self.session_dir: str | None = None
         self.seen: dict[int, float] = {}  # pid -> create time
+        self.recorded_at: float | None = None  # when the last record began
 
     def _roots(self) -> Iterator[psutil.Process]:
         """The driver's children that belong to the instance (naming its session dir)."""
@@ -68,11 +73,20 @@ class Instance:
 
     def record(self) -> None:
         """Note every process of the instance that runs now (the driver must be alive)."""
+        started = time.time()
         for root in self._roots():
             with contextlib.suppress(psutil.Error):
                 for process in (root, *root.children(recursive=True)):
                     with contextlib.suppress(psutil.Error):
                         self.seen.setdefault(process.pid, process.create_time())
+        self.recorded_at = started
+
+    def _started_unseen(self, process: psutil.Process) -> bool:
+        """Whether ``process`` started after the last record began (so no record could have
+        seen it below the instance's processes before it was orphaned)."""
+        if self.recorded_at is None:
+            return False
+        return process.create_time() >= self.recorded_at - _CLOCK_SLACK_S
 
     def _in_session(self, process: psutil.Process) -> bool:
         if self.session_dir is None:
@@ -99,7 +113,7 @@ class Instance:
         for process in psutil.process_iter():
             with contextlib.suppress(psutil.Error):
                 if process.pid not in found and process.ppid() == 1 and \
-                        self._in_session(process):
+                        self._started_unseen(process) and self._in_session(process):
                     found[process.pid] = process
         for process in list(found.values()):
             with contextlib.suppress(psutil.Error):

@@ -39,3 +39,25 @@ def test_train_with_a_dead_address_exits_1_in_seconds(tmp_path):
     assert f"cannot reach the Ray cluster at {address}" in run.stderr
     assert "Traceback" not in run.stdout + run.stderr
     assert time.monotonic() - started < 60
+
+
+LEAK_CHECK = """
+import os, sys
+from raytrainer.launch.cluster import connect
+from raytrainer.launch.settings import RaySettings
+sys.executable = "/nonexistent/python"  # the reaper cannot start
+try:
+    with connect(RaySettings()):
+        pass
+except FileNotFoundError as exc:
+    print("refused:", exc.filename)
+print("left:", sorted(k for k in os.environ if k in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")))
+"""
+
+
+def test_a_private_instance_that_cannot_start_its_reaper_leaves_the_environment_as_it_was():
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    out = subprocess.run([sys.executable, "-c", LEAK_CHECK], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.splitlines() == ["refused: /nonexistent/python", "left: []"], out.stderr
