@@ -28,7 +28,7 @@ from .tune import cli as tune_cli
 from .visualization import plot
 
 EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_FAILED = shutdown.EXIT_FAILED  # 1
 EXIT_USAGE = 2
 
 

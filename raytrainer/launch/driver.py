@@ -21,7 +21,6 @@ run that does not continue the latest checkpoint (``resume=True``) starts that l
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -155,21 +154,23 @@ def prepare_run(cfg: Config, mode: str = "train", settings: RaySettings | None =
 
 @contextlib.contextmanager
 def hold_work_dir(run: PreparedRun,
-                  on_lost: Callable[[], None] | None = None) -> Iterator[WorkDirLease | None]:
+                  on_lost: Callable[[str], None] | None = None) -> Iterator[WorkDirLease | None]:
     """One live training run per work_dir: hold its lease while the block runs (validation
     and test runs write no checkpoints and take none).
 
     Inside the lease Ray's record of an earlier run's checkpoints is reset
     (:func:`forget_earlier_ray_runs`), so a refused second run never touches it. When the
     block ends and another run took the lease over meanwhile, :class:`WorkDirInUseError` says
-    so (``on_lost`` is called as soon as the heartbeat notices).
+    so (``on_lost`` is called with the reason as soon as the heartbeat notices).
     """
     if run.mode != "train":
         yield None
         return
     spec = run.spec
-    with WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
-                      resuming=bool(spec.resume), on_lost=on_lost) as lease:
+    lease = WorkDirLease(spec.work_dir, spec.experiment_name, spec.lineage,
+                         resuming=bool(spec.resume),
+                         on_lost=None if on_lost is None else lambda: on_lost(lease.loss()))
+    with lease:
         forget_earlier_ray_runs(run.cfg, spec)
         try:
             yield lease
@@ -261,9 +262,10 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
 def _launch(run: PreparedRun, verbose: bool) -> LaunchResult:
     settings, spec, mode = run.settings, run.spec, run.mode
     quiet = dict(logging_level=logging.INFO if verbose else logging.WARNING)
-    # A lease taken over by another run ends fit() at once (no checkpoint into its work_dir).
-    lost = functools.partial(shutdown.interrupt_now, "another run took the work_dir's lease "
-                             "over: stopping now")
+    # A lease taken over by another run (or not renewed) ends the run at once, no checkpoint
+    # into its work_dir: during fit() the controller aborts, outside it the driver exits 1.
+    def lost(reason: str) -> None:
+        shutdown.interrupt_now(f"{reason}; stopping now")
     # A second signal exits at once while Ray starts and stops (raising inside Ray's C code
     # fails), and aborts Ray Train's controller during fit().
     with shutdown.on_force(shutdown.exit_at_once), hold_work_dir(run, on_lost=lost), \

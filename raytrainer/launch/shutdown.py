@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+EXIT_FAILED = 1  # the exit code of a run that failed (the CLI's too)
 
 
 class ForcedStop(BaseException):
@@ -125,7 +126,9 @@ def on_force(action: Callable[[int], None]) -> Iterator[None]:
 
 def interrupt_now(reason: str) -> None:
     """From any thread: end the run at once, as a second signal does (the on-force actions
-    run, then :class:`ForcedStop` is raised in the main thread); ``reason`` is printed."""
+    run, then :class:`ForcedStop` is raised in the main thread); ``reason`` is printed. It is
+    a failure, not an interrupt: where the process must exit at once (:func:`exit_at_once`)
+    it exits with :data:`EXIT_FAILED`, not 130."""
     with _STATE.lock:
         _STATE.received = max(_STATE.received, 1)
         _STATE.reason = reason
@@ -135,9 +138,10 @@ def interrupt_now(reason: str) -> None:
 def exit_at_once(signum: int) -> None:
     """An :func:`on_force` action: end the process now with :func:`exit_code` (``os._exit``:
     no cleanup; a private Ray instance is stopped by its reaper, and ``--resume`` takes the
-    dead run's work_dir lease over at once)."""
+    dead run's work_dir lease over at once); :data:`EXIT_FAILED` after
+    :func:`interrupt_now`."""
     _say("exiting at once")
-    os._exit(exit_code(signum))
+    os._exit(EXIT_FAILED if _STATE.reason is not None else exit_code(signum))
 
 
 def _say(text: str) -> None:

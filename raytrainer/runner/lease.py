@@ -279,16 +279,21 @@ class WorkDirLease:
         if self.on_lost is not None:
             self.on_lost()
 
+    def loss(self) -> str | None:
+        """Why this run no longer holds its lease (another run took it over, or the heartbeat
+        failed past ``expire_after_s``); None while it does."""
+        if self.lost is not None:
+            return (f"work_dir {storage.describe(self.work_dir)}: run {self.lost.run} on "
+                    f"{self.lost.holder} took this run's lease over; this run stopped so that "
+                    "the two do not overwrite and prune each other's checkpoints")
+        return self.expired
+
     def check(self) -> None:
         """Raise :class:`WorkDirInUseError` if another run took the lease over, or
         :class:`LeaseExpiredError` if the heartbeat failed past ``expire_after_s``."""
-        if self.lost is not None:
-            raise WorkDirInUseError(
-                f"work_dir {storage.describe(self.work_dir)}: run {self.lost.run} on "
-                f"{self.lost.holder} took this run's lease over; this run stopped so that the "
-                "two do not overwrite and prune each other's checkpoints")
-        if self.expired is not None:
-            raise LeaseExpiredError(self.expired)
+        message = self.loss()
+        if message is not None:
+            raise (WorkDirInUseError if self.lost is not None else LeaseExpiredError)(message)
 
     def _refusal(self, holder: LeaseRecord) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.started))

@@ -168,3 +168,23 @@ def test_a_second_signal_before_rays_controller_exists_exits_at_once():
     assert done.returncode == 130, done.stdout + done.stderr
     assert "raytrainer: exiting at once" in done.stderr
     assert "dropped" not in done.stdout
+
+
+def test_a_lost_lease_outside_fit_exits_as_a_failure_naming_it():
+    # The lease heartbeat's on_lost, while the driver starts Ray or reads results (the
+    # on-force action there exits at once): exit 1 with the reason, not 130 as for Ctrl-C.
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import time\n"
+         "from raytrainer.launch import shutdown\n"
+         "with shutdown.handle_signals(), shutdown.on_force(shutdown.exit_at_once):\n"
+         "    shutdown.interrupt_now('work_dir w: run b took this run\\'s lease over; "
+         "stopping now')\n"
+         "    time.sleep(30)\n"
+         "print('the loss was dropped')\n"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "raytrainer: work_dir w: run b took this run's lease over; stopping now",
+        "raytrainer: exiting at once"]
+    assert "dropped" not in done.stdout
