@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 
 from ..config import Config, ConfigError
+from ..config.ray_settings import RaySettings
 from ..launch import request as run_request
-from ..launch.settings import RaySettings
 from ..storage.options import protocol_of
 from ..storage.redaction import is_secret_key, redact, redact_text
 from ..tune import cli as tune_cli

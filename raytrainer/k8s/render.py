@@ -21,7 +21,7 @@ from .image import RAY_VERSION, image_path, image_reference_problem
 from .quantity import parse_quantity
 
 if TYPE_CHECKING:
-    from ..launch.settings import RaySettings
+    from ..config.ray_settings import RaySettings
 
 HEAD_CPU = "2"
 HEAD_MEMORY = "8Gi"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ..launch.settings import RaySettings
+from ..config.ray_settings import RaySettings
 from .quantity import parse_quantity
 
 _SOURCES = {"CPU": ("num-cpus", "cpu"), "GPU": ("num-gpus", "nvidia.com/gpu"),

@@ -6,14 +6,14 @@ Tune sweeps, whose trials are runs of this driver, are :mod:`raytrainer.tune`.
 
 The driver (this process): ``driver`` (prepare a run, build its ``TorchTrainer``, fit it),
 ``request`` (what a ``train``/``val``/``test`` command line asks for: its flags, its config
-with the overrides, its Ray settings), ``run_spec`` (the identity the driver fixes once),
-``settings`` (the ``ray`` section), ``cluster`` and ``reaper`` (which Ray instance, and ending
-a private one), ``preflight`` and ``paths`` (checks and locations before any worker starts),
-``failures`` (what is never retried), ``ray_record`` (Ray's checkpoint bookkeeping),
-``shutdown`` (signals), ``console`` and ``summary`` (what the terminal shows). The workers
-(each Ray Train worker process): ``worker`` (one Runner per rank) and the hooks it adds,
-``report_hook`` (reports to Ray), ``console_hook`` (rank 0's lines to the driver's console)
-and ``stop_hook`` (the driver's stop request).
+with the overrides, its Ray settings, :class:`~raytrainer.config.ray_settings.RaySettings`),
+``run_spec`` (the identity the driver fixes once), ``cluster`` and ``reaper`` (which Ray
+instance, and ending a private one), ``preflight`` and ``paths`` (checks and locations before
+any worker starts), ``failures`` (what is never retried), ``ray_record`` (Ray's checkpoint
+bookkeeping), ``shutdown`` (signals), ``console`` and ``summary`` (what the terminal shows).
+The workers (each Ray Train worker process): ``worker`` (one Runner per rank) and the hooks it
+adds, ``report_hook`` (reports to Ray), ``console_hook`` (rank 0's lines to the driver's
+console) and ``stop_hook`` (the driver's stop request).
 
 The names below are imported on first use, so a Runner that only registers
 :class:`RayReportHook` (every Runner does, through the hook registry) does not import Ray.
@@ -25,7 +25,7 @@ from typing import Any
 
 _WHERE = {"train": "driver", "val": "driver", "test": "driver", "launch": "driver",
           "LaunchResult": "driver", "RayReportHook": "report_hook", "RunSpec": "run_spec",
-          "decide_run": "run_spec", "RaySettings": "settings"}
+          "decide_run": "run_spec", "RaySettings": "..config.ray_settings"}
 
 __all__ = ["train", "val", "test", "launch", "LaunchResult", "RaySettings", "RunSpec",
            "decide_run", "RayReportHook"]
@@ -40,7 +40,8 @@ def __getattr__(name: str) -> Any:
             if exc.name != f"{__name__}.{name}":
                 raise
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module if module.startswith(".") else f".{module}",
+                                            __name__), name)
     globals()[name] = value
     return value
 

@@ -26,10 +26,10 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from ..config.ray_settings import RaySettings
 from ..logging import print_log
 from ..utils.net import LOOPBACK, free_port
 from .reaper import watch
-from .settings import RaySettings
 
 _ENV = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")
 _REACH_TIMEOUT_S = 10.0

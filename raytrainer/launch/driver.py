@@ -32,6 +32,7 @@ from typing import Any
 from .. import checkpoint as ckpt
 from .. import storage
 from ..config import Config
+from ..config.ray_settings import RaySettings
 from ..logging import print_log
 from ..runner.lease import WorkDirLease
 from . import shutdown
@@ -42,7 +43,6 @@ from .paths import import_roots, resolve_locations
 from .preflight import preflight
 from .ray_record import reconcile_ray_record, snapshot_location
 from .run_spec import RunSpec, decide_run
-from .settings import RaySettings
 from .worker import Secret, train_loop_per_worker
 
 

@@ -7,7 +7,7 @@ This module owns, once for every command that runs a config:
   ``train``/``val``/``test`` parsers;
 - reading the config with the command line's overrides (``--cfg-options``, ``--work-dir``, the
   train flags, ``--checkpoint``);
-- mapping the flags onto the run's :class:`~raytrainer.launch.settings.RaySettings`.
+- mapping the flags onto the run's :class:`~raytrainer.config.ray_settings.RaySettings`.
 
 The CLI runs a :class:`RunRequest`; ``raytrainer k8s`` builds the same request from the command
 a manifest runs, so a manifest is checked against exactly what the CLI would run. Nothing here
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..config import Config, ConfigError, DictAction
-from .settings import RaySettings
+from ..config.ray_settings import RaySettings
 
 RUN_COMMANDS = ("train", "val", "test")
 

@@ -20,6 +20,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..config import ConfigError, ConfigWarning
+from ..config.ray_settings import RaySettings
 from ..registry import RUNNERS
 
 # Top-level keys that are not Runner arguments but that raytrainer or MMEngine configs use.
@@ -253,8 +254,6 @@ def check_ray_section(section: Any) -> None:
     Raises:
         ConfigError: An unknown key (with the known ones) or a wrong value.
     """
-    from ..launch.settings import RaySettings
-
     if section is None:
         return
     if not isinstance(section, Mapping):

@@ -27,12 +27,12 @@ from typing import Any
 from .. import checkpoint as ckpt
 from .. import storage
 from ..config import Config, ConfigError
+from ..config.ray_settings import RaySettings
 from ..config.sections import from_section
 from ..hooks.checkpoint_hook import checkpoint_dir_for
 from ..launch.cluster import InfeasibleResourcesError, connect
 from ..launch.paths import import_roots, resolve_locations
 from ..launch.run_spec import _checkpoint_out_dir
-from ..launch.settings import RaySettings
 from ..logging import print_log
 from .space import apply_values, check_space, to_plain_space, trial_dirname
 from .trial import TrialPlan, trial_trainable

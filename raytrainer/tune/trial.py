@@ -36,9 +36,9 @@ from typing import Any
 
 from .. import storage
 from ..config import Config, ConfigError
+from ..config.ray_settings import RaySettings
 from ..launch.console import ConsoleFeed
 from ..launch.driver import build_trainer, forget_earlier_ray_runs, prepare_run
-from ..launch.settings import RaySettings
 from ..logging import print_log
 from .space import apply_values
 

@@ -9,8 +9,8 @@ import sys
 
 import ray
 
+from raytrainer.config.ray_settings import RaySettings
 from raytrainer.launch.cluster import connect
-from raytrainer.launch.settings import RaySettings
 
 
 @ray.remote(num_cpus=0)

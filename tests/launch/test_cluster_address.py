@@ -44,7 +44,7 @@ def test_train_with_a_dead_address_exits_1_in_seconds(tmp_path):
 LEAK_CHECK = """
 import os, sys
 from raytrainer.launch.cluster import connect
-from raytrainer.launch.settings import RaySettings
+from raytrainer.config.ray_settings import RaySettings
 sys.executable = "/nonexistent/python"  # the reaper cannot start
 try:
     with connect(RaySettings()):

@@ -141,9 +141,9 @@ def test_summary_names_checkpoints_and_commands_that_reproduce_the_options():
 @pytest.mark.ray
 def test_ray_train_info_lines_are_kept_only_with_verbose(tmp_path):
     from raytrainer.config import Config
+    from raytrainer.config.ray_settings import RaySettings
     from raytrainer.launch.driver import _run_config
     from raytrainer.launch.run_spec import RunSpec
-    from raytrainer.launch.settings import RaySettings
 
     spec = RunSpec(work_dir=str(tmp_path / "run"), timestamp="t", seed=0, experiment_name="e",
                    checkpoint_dir=str(tmp_path / "run" / "checkpoints"), resume=False)

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from raytrainer.config import Config, ConfigError
-from raytrainer.launch.settings import RaySettings
+from raytrainer.config.ray_settings import RaySettings
 
 
 @pytest.fixture()

@@ -5,8 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError
-from ..config.sections import from_section
+from .errors import ConfigError
+from .sections import from_section
 
 
 @dataclass
