@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import checkpoint as ckpt
 from .. import storage
+from ..checkpoint.folder import checkpoint_hook_cfg
 from ..config import Config
 from ..config.ray_settings import RaySettings
 from ..logging import print_log
@@ -69,8 +70,7 @@ class LaunchResult:
 
 def _checkpoint_keep(cfg: Config) -> int | None:
     """Ray's ``num_to_keep``: the CheckpointHook's ``max_keep_ckpts`` (None keeps all)."""
-    hook = (cfg.get("default_hooks") or {}).get("checkpoint")
-    keep = hook.get("max_keep_ckpts", -1) if isinstance(hook, dict) else -1
+    keep = checkpoint_hook_cfg(cfg).get("max_keep_ckpts", -1)
     return keep if keep and keep > 0 else None
 
 

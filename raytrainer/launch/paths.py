@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import storage
+from ..checkpoint.folder import checkpoint_hook_cfg
 from ..config import Config
 
 _DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
@@ -64,10 +65,9 @@ def resolve_locations(cfg: Config, checkpoint: str | None = None,
     if isinstance(values.get("resume"), str) and values["resume"] != "auto":
         values["resume"] = absolute(values["resume"], base)
     hooks = values.get("default_hooks")
-    if isinstance(hooks, Mapping) and isinstance(hooks.get("checkpoint"), Mapping):
-        hook = dict(hooks["checkpoint"])
-        if hook.get("out_dir"):
-            hook["out_dir"] = absolute(hook["out_dir"], base)
+    hook = checkpoint_hook_cfg(values) if isinstance(hooks, Mapping) else {}
+    if hook.get("out_dir"):
+        hook["out_dir"] = absolute(hook["out_dir"], base)
         values["default_hooks"] = {**hooks, "checkpoint": hook}
     for name in _DATALOADERS:
         loader = values.get(name)

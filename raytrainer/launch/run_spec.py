@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 from .. import checkpoint as ckpt
 from .. import storage
-from ..checkpoint.folder import checkpoint_dir_for
+from ..checkpoint.folder import checkpoint_dir_of
 from ..config import Config
 from ..logging import print_log
 from ..runner import validation
@@ -42,11 +42,6 @@ class RunSpec:
         return asdict(self)
 
 
-def _checkpoint_out_dir(cfg: Config) -> str | None:
-    hook = (cfg.get("default_hooks") or {}).get("checkpoint") or {}
-    return hook.get("out_dir") if isinstance(hook, dict) else None
-
-
 def _absolute(location: str) -> str:
     return str(location) if storage.is_url(str(location)) else os.path.abspath(str(location))
 
@@ -62,7 +57,7 @@ def decide_run(cfg: Config) -> RunSpec:
     if not cfg.get("work_dir"):
         raise ValueError("the config has no 'work_dir'; set it or pass --work-dir")
     work_dir = _absolute(cfg["work_dir"])
-    checkpoint_dir = checkpoint_dir_for(work_dir, _checkpoint_out_dir(cfg))
+    checkpoint_dir = checkpoint_dir_of(cfg, work_dir)
     randomness = cfg.get("randomness") or {}
     validation.check_randomness(randomness)
     timestamp, seed = time.strftime("%Y%m%d_%H%M%S"), randomness.get("seed")

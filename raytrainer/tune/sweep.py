@@ -26,13 +26,12 @@ from typing import Any
 
 from .. import checkpoint as ckpt
 from .. import storage
+from ..checkpoint.folder import checkpoint_dir_of
 from ..config import Config, ConfigError
 from ..config.ray_settings import RaySettings
 from ..config.sections import from_section
-from ..hooks.checkpoint_hook import checkpoint_dir_for
 from ..launch.cluster import InfeasibleResourcesError, connect
 from ..launch.paths import import_roots, resolve_locations
-from ..launch.run_spec import _checkpoint_out_dir
 from ..logging import print_log
 from .space import apply_values, check_space, to_plain_space, trial_dirname
 from .trial import TrialPlan, trial_trainable
@@ -349,7 +348,7 @@ def _row(base: Config, opts: SweepOptions, sweep_dir: str, result) -> dict:
         else None
     status = "ERROR" if result.error else ("STOPPED" if last is None or last < length
                                            else "DONE")
-    checkpoint_root = checkpoint_dir_for(work_dir, _checkpoint_out_dir(base))
+    checkpoint_root = checkpoint_dir_of(base, work_dir)
     return {"trial_id": result.metrics.get("trial_id", name), "work_dir": work_dir, **values,
             opts.metric: metric, f"best_{time_attr}": best_at, f"last_{time_attr}": last,
             "status": status,
