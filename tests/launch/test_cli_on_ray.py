@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 CONFIG = os.path.join(ROOT, "configs/digits/mlp.py")
 

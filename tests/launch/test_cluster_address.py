@@ -11,7 +11,7 @@ import pytest
 from raytrainer.launch.cluster import ClusterUnreachableError, check_reachable
 from raytrainer.utils.net import free_port
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 CONFIG = os.path.join(ROOT, "configs/digits/mlp.py")
 

@@ -9,7 +9,7 @@ import time
 from raytrainer import checkpoint as ckpt
 from raytrainer import storage
 
-from .conftest import RAY, ROOT
+from ..conftest import RAY, ROOT
 
 EXCLUDES = [".venv", ".git", "work_dirs", "**/__pycache__", ".pytest_cache", ".ruff_cache",
             "benchmarks"]

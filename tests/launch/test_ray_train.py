@@ -12,7 +12,8 @@ from raytrainer import launch, storage
 from raytrainer.config import Config
 from raytrainer.runner import Runner
 
-from .conftest import ROOT, Killer
+from ..conftest import ROOT
+from .conftest import Killer
 
 CHECKPOINT_EVERY = 20
 

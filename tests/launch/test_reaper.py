@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 DRIVER = os.path.join(ROOT, "tests/launch/private_ray_driver.py")
 

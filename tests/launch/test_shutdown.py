@@ -16,7 +16,7 @@ import pytest
 from raytrainer import checkpoint as ckpt
 from raytrainer.launch import shutdown
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 CONFIG = os.path.join(ROOT, "configs/digits/mlp.py")
 NATIVE_DUMP = ("Fatal Python error", "SIGTERM received at time", "Traceback", "Aborted")

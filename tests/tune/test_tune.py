@@ -20,7 +20,7 @@ from raytrainer.config import Config
 from raytrainer.launch.cluster import InfeasibleResourcesError
 from raytrainer.tune import tune as run_sweep
 
-from .conftest import ROOT, stop_process_tree
+from ..conftest import ROOT, stop_process_tree
 
 MLP = os.path.join(ROOT, "configs", "digits", "mlp.py")
 METRIC = "val/accuracy/top1"
@@ -164,7 +164,7 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     sweep_dir, marker = tmp_path / "sweep", tmp_path / "paused.json"
     config = tmp_path / "digits.py"
     cfg = _digits(sweep_dir, epochs=RESUME_EPOCHS)
-    cfg["custom_hooks"] = [dict(type="tests.launch.tune_hooks.PauseAtLastValidation",
+    cfg["custom_hooks"] = [dict(type="tests.tune.tune_hooks.PauseAtLastValidation",
                                 marker=str(marker),
                                 finished=str(sweep_dir / "*_lr=*" / "*" / "result.json"))]
     cfg.dump(str(config))
@@ -213,7 +213,7 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
 def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_cluster,
                                                                            tmp_path):
     cfg = _digits(tmp_path / "sweep", epochs=3)
-    cfg["custom_hooks"] = [dict(type="tests.launch.tune_hooks.Lockstep",
+    cfg["custom_hooks"] = [dict(type="tests.tune.tune_hooks.Lockstep",
                                 folder=str(tmp_path / "started"), count=2)]
     result = run_sweep(
         cfg,
