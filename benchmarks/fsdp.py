@@ -58,7 +58,6 @@ import logging
 import os
 import resource
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -74,6 +73,7 @@ from raytrainer.dataset import build_dataloader
 from raytrainer.hooks import Hook
 from raytrainer.model import CharTransformer
 from raytrainer.runner import Runner
+from raytrainer.utils.net import free_port
 
 SIDES = ("ddp", "fsdp", "raw")
 WORLD = 2
@@ -325,15 +325,9 @@ def _rank(rank: int, world: int, port: int, job: dict, out_dir: str) -> None:
         json.dump(result, f)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_session(job: dict, out_dir: str) -> list[dict]:
     """One side on ``WORLD`` fresh rank processes; returns each rank's result."""
-    mp.spawn(_rank, args=(WORLD, _free_port(), job, out_dir), nprocs=WORLD)
+    mp.spawn(_rank, args=(WORLD, free_port(), job, out_dir), nprocs=WORLD)
     results = []
     for rank in range(WORLD):
         with open(os.path.join(out_dir, f"{job['side']}_{job['repeat']}_rank{rank}.json")) as f:

@@ -51,7 +51,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -73,6 +72,7 @@ from benchmarks.ray_bench_lib import (  # noqa: E402
     run_bare,
 )
 from raytrainer.hooks import Hook  # noqa: E402
+from raytrainer.utils.net import free_port  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 SIDES = ("bare", "raytrainer")
@@ -262,12 +262,6 @@ def alternating_loop_per_worker(config: dict) -> None:
 
 # ---- Ray clusters ----------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ray_env(ray_tmpdir: str, address: str | None = None) -> dict:
     """The environment of every Ray process here: the repository on PYTHONPATH (workers import
     ``benchmarks.*``), a private RAY_TMPDIR, token authentication off."""
@@ -288,7 +282,7 @@ class LocalCluster:
 
     def __init__(self, root: str):
         self.tmpdir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: socket paths
-        self.address = f"127.0.0.1:{_free_port()}"
+        self.address = f"127.0.0.1:{free_port()}"
         self.env = ray_env(self.tmpdir)
         self.log = os.path.join(root, "ray_start.log")
         self.process: subprocess.Popen | None = None
@@ -299,7 +293,7 @@ class LocalCluster:
             self.process = subprocess.Popen(
                 [os.path.join(BIN, "ray"), "start", "--head", "--block", "--num-cpus=2",
                  f"--port={port}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                 f"--dashboard-port={_free_port()}", "--disable-usage-stats"],
+                 f"--dashboard-port={free_port()}", "--disable-usage-stats"],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 180
         while "Ray runtime started" not in open(self.log).read():

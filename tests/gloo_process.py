@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-import socket
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (for a process group's rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from raytrainer.utils.net import free_port  # tests take it from here too
 
 
 def _child(fn: Callable, args: tuple, port: int, out: Any) -> None:
