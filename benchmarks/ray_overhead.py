@@ -251,7 +251,7 @@ def launch_loop_config(run: Run) -> dict:
 def alternating_loop_per_worker(config: dict) -> None:
     """Run ``config['blocks']`` in order: ``('bare', bare config)`` through the hand-written
     loop, ``('raytrainer', loop config)`` through raytrainer's Ray worker function."""
-    from raytrainer.launch.worker import train_loop_per_worker
+    from raytrainer.launch.worker.loop import train_loop_per_worker
 
     for side, block in config["blocks"]:
         if side == "bare":

@@ -5,7 +5,7 @@ KubeRay manifest).
 This module owns assembling the subcommands, running a ``train``/``val``/``test`` request (in
 this process or on Ray) with its summary, and turning failures into a one-paragraph reason with
 a non-zero exit code. The flags of a run and what they change in the config are the run
-request's (:mod:`raytrainer.launch.request`); the work itself is the Runner's.
+request's (:mod:`raytrainer.launch.driver.request`); the work itself is the Runner's.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from .checkpoint import convert
 from .config import ConfigWarning
 from .k8s import cli as k8s_cli
 from .launch import shutdown
-from .launch.request import RunRequest, add_run_parsers
-from .launch.summary import run_summary
+from .launch.driver.request import RunRequest, add_run_parsers
+from .launch.driver.summary import run_summary
 from .tune import cli as tune_cli
 from .visualization import plot
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_in_process(request: RunRequest) -> dict:
     """Run in this process; returns what the summary shows (``stopped``: how a signal ended
     the run early, see :mod:`raytrainer.launch.shutdown`)."""
-    from .launch import stop_hook
+    from .launch.worker import stop_hook
     from .runner import Runner
 
     runner = Runner.from_cfg(request.cfg)
@@ -95,7 +95,7 @@ def _run_in_process(request: RunRequest) -> dict:
 
 def _run_on_ray(request: RunRequest, verbose: bool) -> dict:
     """Run on Ray Train; returns what the summary shows."""
-    from .launch.driver import launch
+    from .launch.driver.run import launch
 
     result = launch(request.cfg, request.command, request.settings, request.checkpoint,
                     verbose=verbose)
@@ -146,7 +146,7 @@ def _innermost(exc: BaseException) -> BaseException:
     the first rank's error that a restart cannot fix, else the lowest failed rank's."""
     failures = getattr(exc, "worker_failures", None)
     if failures:
-        from .launch.failures import deterministic_failures, user_exception
+        from .launch.driver.failures import deterministic_failures, user_exception
 
         found = deterministic_failures(exc)
         failure = failures[min(failures)]

@@ -303,7 +303,7 @@ def build_param_scheduler_from_cfg(cfg: Mapping[str, Any],
 
 PARAM_SCHEDULERS = Registry("parameter scheduler", build_func=build_param_scheduler_from_cfg,
                             locations=["raytrainer.optim"])
-HOOKS = Registry("hook", locations=["raytrainer.hooks", "raytrainer.launch.report_hook"])
+HOOKS = Registry("hook", locations=["raytrainer.hooks", "raytrainer.launch.worker.report_hook"])
 LOOPS = Registry("loop", locations=["raytrainer.runner"])
 RUNNERS = Registry("runner", locations=["raytrainer.runner"])
 LOG_PROCESSORS = Registry("log processor", locations=["raytrainer.runner"])

@@ -12,7 +12,7 @@ Every deletion goes through ``runner.checkpoints.delete``: only a committed chec
 lineage, directly in the run's checkpoint folder (never a link), is ever deleted.
 
 On Ray Train the regular checkpoints in the run directory are registered with Ray, whose
-``CheckpointConfig(num_to_keep=K)`` deletes them (see ``raytrainer.launch.report_hook``);
+``CheckpointConfig(num_to_keep=K)`` deletes them (see ``raytrainer.launch.worker.report_hook``);
 this hook deletes everything else (``best_*``, checkpoints under an ``out_dir`` outside the
 run directory, and leftovers that Ray never registered) by the rules above.
 """

@@ -6,7 +6,7 @@ inline, runs images that are image references, names the Ray version raytrainer 
 accepts with a config the image holds (a config without credentials, which would ship in the
 image), and gives that run's Ray Train workers enough pods. The command is parsed by the parsers
 of ``raytrainer``'s run commands and its config loaded as the run request loads it
-(:mod:`raytrainer.launch.request`), never through the CLI module.
+(:mod:`raytrainer.launch.driver.request`), never through the CLI module.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import yaml
 
 from ..config import Config, ConfigError
 from ..config.ray_settings import RaySettings
-from ..launch import request as run_request
+from ..launch.driver import request as run_request
 from ..storage.options import protocol_of
 from ..storage.redaction import is_secret_key, redact, redact_text
 from ..tune import cli as tune_cli

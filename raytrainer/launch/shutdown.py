@@ -3,13 +3,13 @@
 The first SIGTERM or SIGINT to the process that runs the command (the driver) *requests* a
 stop: training ends at the next iteration boundary, after a checkpoint of that iteration is
 committed (unless the newest one already is), on every rank at the same iteration
-(:mod:`raytrainer.launch.stop_hook`). The command then prints its summary with the resume
+(:mod:`raytrainer.launch.worker.stop_hook`). The command then prints its summary with the resume
 command and exits with ``128 + the signal number``: 143 for SIGTERM, 130 for SIGINT
 (:func:`exit_code`). A second signal stops at once: on Ray the controller aborts the workers
 (as Ray Train's own Ctrl-C does; outside ``fit`` the driver exits at once), in one process
 the training is interrupted; the newest committed checkpoint is what the summary names. A
 third exits the process immediately (``os._exit``); a private Ray instance is then stopped by
-its reaper (:mod:`raytrainer.launch.reaper`).
+its reaper (:mod:`raytrainer.launch.driver.reaper`).
 
 The request is process-wide state (:func:`request`, :func:`requested`): the signal handlers
 set it, and so may anything else that wants the run to stop at an iteration boundary (a

@@ -3,7 +3,7 @@
 ``raytrainer.tune.tune(cfg, param_space=...)`` (and ``raytrainer tune``) sweeps a config with
 Ray Tune. The package owns the sweep's driver (``sweep``: options, scheduler and searcher,
 the ``Tuner``, results), what runs inside a trial (``trial``: the trial's work_dir, its run
-through :mod:`raytrainer.launch.driver`, reports to Tune), the search space (``space``) and
+through :mod:`raytrainer.launch.driver.run`, reports to Tune), the search space (``space``) and
 the ``raytrainer tune`` command (``cli``). It sits above :mod:`raytrainer.launch`, which never
 imports it.
 

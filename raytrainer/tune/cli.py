@@ -2,14 +2,14 @@
 
 This module owns the command's own flags and turning them into a call of
 :func:`raytrainer.tune.sweep.tune`; the flags every run command shares, reading the config and
-the Ray settings are the run request's (:mod:`raytrainer.launch.request`); the sweep itself is
-:mod:`raytrainer.tune.sweep`'s.
+the Ray settings are the run request's (:mod:`raytrainer.launch.driver.request`); the sweep
+itself is :mod:`raytrainer.tune.sweep`'s.
 """
 from __future__ import annotations
 
 import argparse
 
-from ..launch.request import (
+from ..launch.driver.request import (
     add_address_argument,
     add_config_arguments,
     add_output_arguments,

@@ -30,8 +30,8 @@ from ..checkpoint.folder import checkpoint_dir_of
 from ..config import Config, ConfigError
 from ..config.ray_settings import RaySettings
 from ..config.sections import from_section
-from ..launch.cluster import InfeasibleResourcesError, connect
-from ..launch.paths import import_roots, resolve_locations
+from ..launch.driver.cluster import InfeasibleResourcesError, connect
+from ..launch.driver.paths import import_roots, resolve_locations
 from ..logging import print_log
 from .space import apply_values, check_space, to_plain_space, trial_dirname
 from .trial import TrialPlan, trial_trainable

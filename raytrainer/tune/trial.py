@@ -3,20 +3,20 @@
 This module owns what happens inside a trial actor: applying the trial's values to the sweep's
 config, giving the run its own work_dir under the sweep directory (so an interrupted trial
 continues its own newest committed checkpoint), building the run's trainer with the driver's
-own code (:func:`raytrainer.launch.driver.prepare_run`/:func:`build_trainer`), forwarding rank
+own code (:func:`raytrainer.launch.driver.run.prepare_run`/:func:`build_trainer`), forwarding rank
 0's reports to Tune (with the committed checkpoint when the scheduler exploits checkpoints),
 and ending the inner run when Tune stops the trial. It does not choose trials nor collect
 results (:mod:`raytrainer.tune.sweep`).
 
 How reports travel: Ray Train calls :class:`TrialLinkCallback` in the run's controller after
 each report of rank 0; it pushes the metrics, the registered checkpoint and the controller's
-handle to a mailbox actor (:class:`~raytrainer.launch.console.ConsoleFeed`) without waiting,
+handle to a mailbox actor (:class:`~raytrainer.launch.driver.console.ConsoleFeed`) without waiting,
 so the controller never falls behind the workers, and the trial function drains the mailbox
 and hands each report to ``ray.tune.report``. A report made after a validation that lacks
 the sweep's metric fails the trial (:func:`check_metric_reported`): a typo in ``--metric``
 stops each trial at its first validation instead of ending the sweep with no result. Rank 0
 also pushes its placement group there when it starts
-(:func:`raytrainer.launch.worker.announce_placement_group`).
+(:func:`raytrainer.launch.worker.loop.announce_placement_group`).
 
 Why a trial ends its run itself: the controller and the workers' placement group outlive a
 trial actor that Tune stops (an early-stopped ASHA trial, a PBT exploit); Ray Train's cleaner
@@ -37,8 +37,8 @@ from typing import Any
 from .. import storage
 from ..config import Config, ConfigError
 from ..config.ray_settings import RaySettings
-from ..launch.console import ConsoleFeed
-from ..launch.driver import build_trainer, forget_earlier_ray_runs, prepare_run
+from ..launch.driver.console import ConsoleFeed
+from ..launch.driver.run import build_trainer, forget_earlier_ray_runs, prepare_run
 from ..logging import print_log
 from .space import apply_values
 

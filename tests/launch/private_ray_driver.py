@@ -1,4 +1,4 @@
-"""A driver with a private local Ray instance (raytrainer.launch.cluster.connect), an actor
+"""A driver with a private local Ray instance (raytrainer.launch.driver.cluster.connect), an actor
 that has a child process of its own, and nothing else: prints ``ready`` and waits until its
 stdin closes (then ends the instance as a run does) or it is killed."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import ray
 
 from raytrainer.config.ray_settings import RaySettings
-from raytrainer.launch.cluster import connect
+from raytrainer.launch.driver.cluster import connect
 
 
 @ray.remote(num_cpus=0)

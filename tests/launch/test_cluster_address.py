@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from raytrainer.launch.cluster import ClusterUnreachableError, check_reachable
+from raytrainer.launch.driver.cluster import ClusterUnreachableError, check_reachable
 from raytrainer.utils.net import free_port
 
 from ..conftest import ROOT
@@ -43,7 +43,7 @@ def test_train_with_a_dead_address_exits_1_in_seconds(tmp_path):
 
 LEAK_CHECK = """
 import os, sys
-from raytrainer.launch.cluster import connect
+from raytrainer.launch.driver.cluster import connect
 from raytrainer.config.ray_settings import RaySettings
 sys.executable = "/nonexistent/python"  # the reaper cannot start
 try:

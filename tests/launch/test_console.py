@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from raytrainer.launch.console import RunConsole, format_stats
-from raytrainer.launch.summary import format_duration, run_summary
+from raytrainer.launch.driver.console import RunConsole, format_stats
+from raytrainer.launch.driver.summary import format_duration, run_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RAY_INTERNALS = ("TrainingReport", "Reporting training result", "PreemptionWatcher",
@@ -142,7 +142,7 @@ def test_summary_names_checkpoints_and_commands_that_reproduce_the_options():
 def test_ray_train_info_lines_are_kept_only_with_verbose(tmp_path):
     from raytrainer.config import Config
     from raytrainer.config.ray_settings import RaySettings
-    from raytrainer.launch.driver import _run_config
+    from raytrainer.launch.driver.run import _run_config
     from raytrainer.launch.run_spec import RunSpec
 
     spec = RunSpec(work_dir=str(tmp_path / "run"), timestamp="t", seed=0, experiment_name="e",

@@ -10,7 +10,7 @@ import pytest
 from ray.train.v2.api.exceptions import WorkerGroupError
 
 from raytrainer import launch, storage
-from raytrainer.launch.cluster import InfeasibleResourcesError
+from raytrainer.launch.driver.cluster import InfeasibleResourcesError
 from raytrainer.utils.net import free_port
 
 from .test_ray_train import digits_cfg

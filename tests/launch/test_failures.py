@@ -12,7 +12,7 @@ from ray.train.v2.api.config import FailureConfig
 from ray.train.v2.api.exceptions import WorkerGroupError
 
 from raytrainer.config import ConfigError
-from raytrainer.launch.failures import (
+from raytrainer.launch.driver.failures import (
     FailFastPolicy,
     deterministic_failures,
     restart_may_fix,

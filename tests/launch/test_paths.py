@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from raytrainer.config import Config
-from raytrainer.launch.paths import import_roots, resolve_locations
+from raytrainer.launch.driver.paths import import_roots, resolve_locations
 
 
 def test_relative_locations_become_absolute_against_the_drivers_directory(tmp_path):

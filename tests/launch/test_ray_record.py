@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from raytrainer.launch.ray_record import reconcile_ray_record, snapshot_location
+from raytrainer.launch.driver.ray_record import reconcile_ray_record, snapshot_location
 
 
 def _result(name: str) -> dict:

@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from raytrainer.launch.reaper import Instance
+from raytrainer.launch.driver.reaper import Instance
 
 SLEEPER = "import sys, time; time.sleep(float(sys.argv[1]))"
 # A stand-in driver: its child names the session directory Ray would name after the driver's

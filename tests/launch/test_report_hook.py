@@ -1,5 +1,5 @@
 """RayReportHook's periodic-report schedule, in one process (no Ray, no collectives)."""
-from raytrainer.launch.report_hook import RayReportHook
+from raytrainer.launch.worker.report_hook import RayReportHook
 
 
 class _Clock:

@@ -161,7 +161,7 @@ def test_a_second_signal_before_rays_controller_exists_exits_at_once():
     done = subprocess.run(
         [sys.executable, "-c",
          "import signal\n"
-         "from raytrainer.launch.driver import StoppableTrainer\n"
+         "from raytrainer.launch.driver.run import StoppableTrainer\n"
          "StoppableTrainer.__new__(StoppableTrainer).abort(signal.SIGINT)\n"
          "print('the signal was dropped')\n"],
         capture_output=True, text=True, timeout=120)

@@ -17,7 +17,7 @@ from ray import tune
 from raytrainer import checkpoint as ckpt
 from raytrainer import cli
 from raytrainer.config import Config
-from raytrainer.launch.cluster import InfeasibleResourcesError
+from raytrainer.launch.driver.cluster import InfeasibleResourcesError
 from raytrainer.tune import tune as run_sweep
 
 from ..conftest import ROOT, stop_process_tree

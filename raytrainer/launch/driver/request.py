@@ -19,8 +19,8 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..config import Config, ConfigError, DictAction
-from ..config.ray_settings import RaySettings
+from ...config import Config, ConfigError, DictAction
+from ...config.ray_settings import RaySettings
 
 RUN_COMMANDS = ("train", "val", "test")
 

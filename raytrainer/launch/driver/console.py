@@ -1,7 +1,7 @@
 """The driver's console for a Ray run: rank 0's log lines and a progress bar.
 
 The driver starts a :class:`ConsoleFeed` actor (no CPU) and hands it to the workers; rank 0's
-:class:`~raytrainer.launch.console_hook.ConsoleFeedHook` pushes events to it and a thread in
+:class:`~raytrainer.launch.worker.console_hook.ConsoleFeedHook` pushes events to it and a thread in
 the driver drains it about five times a second. When stdout is a terminal the driver shows a
 ``rich`` progress bar (epoch, iteration, it/s, ETA, loss, lr, the latest validation metric)
 under rank 0's log lines; otherwise it prints only the log lines (plain periodic lines, as
@@ -11,7 +11,7 @@ Without ``verbose`` the workers' own output is not forwarded by Ray (``log_to_dr
 and Ray Train's internal ``ray.train`` INFO lines are not printed: the console shows what rank
 0's logger prints, once. ``verbose`` restores Ray's forwarding of every worker's output.
 This module does not decide what rank 0 logs (the LoggerHook does) nor what a run's summary
-says (:mod:`raytrainer.launch.summary`).
+says (:mod:`raytrainer.launch.driver.summary`).
 """
 from __future__ import annotations
 

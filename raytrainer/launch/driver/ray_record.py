@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 
-from .. import checkpoint as ckpt
-from .. import storage
-from ..logging import print_log
+from ... import checkpoint as ckpt
+from ... import storage
+from ...logging import print_log
 
 try:
     from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from .. import checkpoint as ckpt
-from .. import dist
-from ..hooks.checkpoint_hook import CheckpointHook, checkpoint_dir_for
-from ..hooks.hook import Hook
-from . import shutdown
+from ... import checkpoint as ckpt
+from ... import dist
+from ...hooks.checkpoint_hook import CheckpointHook, checkpoint_dir_for
+from ...hooks.hook import Hook
+from .. import shutdown
 
 
 class RunStopped(Exception):

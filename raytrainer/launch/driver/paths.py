@@ -13,9 +13,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .. import storage
-from ..checkpoint.folder import checkpoint_hook_cfg
-from ..config import Config
+from ... import storage
+from ...checkpoint.folder import checkpoint_hook_cfg
+from ...config import Config
 
 _DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 # Dataset arguments that name files or directories (MMEngine's BaseDataset and ours).

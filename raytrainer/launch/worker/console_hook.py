@@ -1,6 +1,6 @@
 """Rank 0's side of the driver's console: sends progress and log lines to the console feed.
 
-The driver (:mod:`raytrainer.launch.console`) owns a small Ray actor, the feed; this hook, on
+The driver (:mod:`raytrainer.launch.driver.console`) owns a small Ray actor, the feed; this hook, on
 rank 0 only, pushes events to it without waiting (``feed.push.remote(...)``, never ``ray.get``),
 so training never blocks on the driver. Events are plain dicts:
 
@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from ..hooks.hook import Hook
+from ...hooks.hook import Hook
 
 
 class _FeedHandler(logging.Handler):

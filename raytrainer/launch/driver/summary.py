@@ -3,7 +3,7 @@
 It owns the wording only: final metrics, best and last checkpoint, work_dir, wall time and the
 exact commands that resume the run and test its checkpoint; for a run a signal stopped, a
 first line with the signal, the iteration and the exit code. The values come from rank 0's
-``result.json`` (see :mod:`raytrainer.launch.worker`) or the in-process Runner.
+``result.json`` (see :mod:`raytrainer.launch.worker.loop`) or the in-process Runner.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ This module owns connecting the driver to Ray and nothing else about the run:
   its **own** local instance (``address='local'``) and stops it at the end. It never
   joins an instance it did not start (another user's run, a ``ray start`` cluster), and a stale
   ``/tmp/ray/ray_current_cluster`` record is never read. A reaper process
-  (:mod:`raytrainer.launch.reaper`) stops that instance's processes when the driver dies
+  (:mod:`raytrainer.launch.driver.reaper`) stops that instance's processes when the driver dies
   without stopping it (SIGKILL, a crash).
 - Joining a cluster is explicit: ``address='auto'`` (the cluster ``ray start`` made on this
   machine), ``HOST:PORT``, ``ray://...``, or ``RAY_ADDRESS`` (which ``ray job submit`` sets).
@@ -26,9 +26,9 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from ..config.ray_settings import RaySettings
-from ..logging import print_log
-from ..utils.net import LOOPBACK, free_port
+from ...config.ray_settings import RaySettings
+from ...logging import print_log
+from ...utils.net import LOOPBACK, free_port
 from .reaper import watch
 
 _ENV = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")

@@ -1,20 +1,20 @@
 """The driver: decides the run's identity once, then runs one Runner per rank on Ray Train.
 
 ``train(cfg)`` (and ``val``/``test``) joins the Ray cluster named by ``address``/``RAY_ADDRESS``
-or starts a private local instance (:mod:`raytrainer.launch.cluster`), builds a
+or starts a private local instance (:mod:`raytrainer.launch.driver.cluster`), builds a
 ``TorchTrainer`` whose workers each build a Runner from the config, and returns when the run
 is finished. Ray's run directory and the runner's ``work_dir`` are the same storage location;
 worker failures that a restart can fix restart the worker group, which resumes from the most
 recently committed checkpoint; errors that would recur end the run at once
-(:mod:`raytrainer.launch.failures`). :func:`prepare_run` and :func:`build_trainer` are the two
-halves of a launch that a Ray Tune trial reuses (:mod:`raytrainer.tune.trial`).
+(:mod:`raytrainer.launch.driver.failures`). :func:`prepare_run` and :func:`build_trainer` are
+the two halves of a launch that a Ray Tune trial reuses (:mod:`raytrainer.tune.trial`).
 
 Retention: ``CheckpointConfig(num_to_keep=max_keep_ckpts)`` (the CheckpointHook's setting).
 Every regular checkpoint committed in the run directory is registered with Ray in commit order
 and Ray deletes the oldest registered ones beyond that number; the CheckpointHook keeps its
 ``max_keep_ckpts`` and deletes what Ray does not track (``best_*`` checkpoints, an ``out_dir``
 outside the run directory, commits a killed run never reported). See
-``raytrainer.launch.report_hook``. Ray keeps its list of checkpoints in the run directory; a
+``raytrainer.launch.worker.report_hook``. Ray keeps its list of checkpoints in the run directory; a
 run that does not continue the latest checkpoint (``resume=True``) starts that list afresh
 (:func:`forget_earlier_ray_runs`), so Ray only ever deletes checkpoints this run registered.
 """
@@ -29,22 +29,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .. import checkpoint as ckpt
-from .. import storage
-from ..checkpoint.folder import checkpoint_hook_cfg
-from ..config import Config
-from ..config.ray_settings import RaySettings
-from ..logging import print_log
-from ..runner.lease import WorkDirLease
-from . import shutdown
+from ... import checkpoint as ckpt
+from ... import storage
+from ...checkpoint.folder import checkpoint_hook_cfg
+from ...config import Config
+from ...config.ray_settings import RaySettings
+from ...logging import print_log
+from ...runner.lease import WorkDirLease
+from .. import shutdown
+from ..run_spec import RunSpec, decide_run
+from ..worker.loop import Secret, train_loop_per_worker
 from .cluster import check_feasible, connect
 from .console import RunConsole
 from .failures import FailFastTorchTrainer
 from .paths import import_roots, resolve_locations
 from .preflight import preflight
 from .ray_record import reconcile_ray_record, snapshot_location
-from .run_spec import RunSpec, decide_run
-from .worker import Secret, train_loop_per_worker
 
 
 @dataclass
@@ -103,7 +103,7 @@ def forget_earlier_ray_runs(cfg: Config, spec: RunSpec) -> None:
     could remove a new checkpoint saved under an old name. Without the snapshot Ray only deletes
     what this launch registers; the CheckpointHook owns the rest (it never deletes another
     lineage's checkpoints). A continuing run keeps the record, less the checkpoints that are
-    no longer on storage (:func:`~raytrainer.launch.ray_record.reconcile_ray_record`).
+    no longer on storage (:func:`~raytrainer.launch.driver.ray_record.reconcile_ray_record`).
     """
     if cfg.get("resume") in (True, "auto") and spec.resume:
         reconcile_ray_record(spec.work_dir)  # a checkpoint deleted by hand leaves the record
@@ -242,7 +242,7 @@ def launch(cfg: Config, mode: str = "train", settings: RaySettings | None = None
 
     ``verbose`` also prints Ray's own output (every worker's, Ray Train's INFO lines); by
     default the console shows rank 0's log lines and, on a terminal, a progress bar
-    (:mod:`raytrainer.launch.console`).
+    (:mod:`raytrainer.launch.driver.console`).
 
     SIGTERM and SIGINT (Ctrl-C) stop a training run at the next iteration boundary with a
     committed checkpoint (a second one stops it at once); the result's ``stopped`` says so

@@ -153,7 +153,8 @@ def _pipe_closed(fd: int, timeout: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m raytrainer.launch.reaper DRIVER_PID``, reading the driver's pipe on stdin."""
+    """``python -m raytrainer.launch.driver.reaper DRIVER_PID``, reading the driver's pipe on
+    stdin."""
     driver_pid = int((argv if argv is not None else sys.argv[1:])[0])
     try:
         instance = Instance(driver_pid)
@@ -194,7 +195,7 @@ def watch(driver_pid: int | None = None) -> Watch:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [root, os.environ.get("PYTHONPATH")])))
     process = subprocess.Popen(
-        [sys.executable, "-m", "raytrainer.launch.reaper", str(driver_pid or os.getpid())],
+        [sys.executable, "-m", "raytrainer.launch.driver.reaper", str(driver_pid or os.getpid())],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, cwd="/", env=env)
     return Watch(process)

@@ -43,7 +43,7 @@ Each checkpoint has exactly one owner that deletes it, decided once under a lock
 what it was told; nothing else may delete those, because Ray's checkpoint manager fails the
 run when a directory it deletes is already gone (``delete_fs_path`` raises
 ``FileNotFoundError``), and a new controller (a resubmitted run) refuses a run snapshot that
-lists a missing checkpoint (:mod:`raytrainer.launch.ray_record` reconciles it before a
+lists a missing checkpoint (:mod:`raytrainer.launch.driver.ray_record` reconciles it before a
 continuing run starts). A regular checkpoint Ray was not told about belongs to the
 CheckpointHook once it asks (``runner.checkpoints.deleted_elsewhere``): its retention counts
 every checkpoint of the lineage and deletes the untold ones beyond ``max_keep_ckpts``, so at
@@ -68,12 +68,12 @@ import threading
 import time
 from typing import Any
 
-from .. import checkpoint as ckpt
-from .. import dist, storage
-from ..hooks.checkpoint_hook import CheckpointHook
-from ..hooks.hook import Hook
-from ..registry import HOOKS
-from ..runner.loops import IterBasedTrainLoop
+from ... import checkpoint as ckpt
+from ... import dist, storage
+from ...hooks.checkpoint_hook import CheckpointHook
+from ...hooks.hook import Hook
+from ...registry import HOOKS
+from ...runner.loops import IterBasedTrainLoop
 
 
 def _metrics(runner) -> dict[str, Any]:

@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .. import registry, storage
-from ..checkpoint import CheckpointError, read_commit
-from ..config import Config, ConfigError
-from ..registry import UnknownTypeError
-from ..runner import validation
+from ... import registry, storage
+from ...checkpoint import CheckpointError, read_commit
+from ...config import Config, ConfigError
+from ...registry import UnknownTypeError
+from ...runner import validation
 
 _DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 

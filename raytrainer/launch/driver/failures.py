@@ -52,7 +52,7 @@ def restart_may_fix(exc: BaseException) -> bool:
     """
     import torch.distributed as dist
 
-    from ..storage import StorageError
+    from ...storage import StorageError
 
     if isinstance(exc, StorageError):
         return bool(getattr(exc, "transient", False))

@@ -6,10 +6,10 @@ import os
 import sys
 from typing import Any
 
-from .. import checkpoint as ckpt
-from .. import storage
-from ..config import Config
-from ..runner import Runner
+from ... import checkpoint as ckpt
+from ... import storage
+from ...config import Config
+from ...runner import Runner
 from . import stop_hook
 from .console_hook import ConsoleFeedHook
 
