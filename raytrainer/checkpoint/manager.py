@@ -113,28 +113,62 @@ class CheckpointManager:
             self._checkpointer().wait()  # at most one write in flight; surface its failure
         checkpoint = self.state(save_optimizer, save_param_scheduler, meta, by_epoch)
         runner.call_hook("before_save_checkpoint", checkpoint=checkpoint)
+        location = self._claim_location(str(out_dir), filename)
+        sharded_layout = runner.strategy.sharded_state
+        self.saves += 1
+        finish = self._finisher(location, sharded_layout, on_committed)
+        if sharded_layout:
+            tensors = {"model": checkpoint.pop("state_dict")}
+            if "optimizer" in checkpoint:
+                tensors["optim"] = checkpoint.pop("optimizer")
+            group = runner.strategy.checkpoint_group
+            if asynchronous:
+                future = sharded.async_save(sharded.shard_dir(location), tensors, group)
+                small = copy_to_cpu(full_state.rank_share(checkpoint, runner.rank))
+                self._checkpointer().submit(lambda: (future.result(), finish(small)),
+                                            storage.describe(location))
+                return location
+            sharded.save(sharded.shard_dir(location), tensors, group)
+        if asynchronous:
+            snapshot = copy_to_cpu(full_state.rank_share(checkpoint, runner.rank))
+            self._checkpointer().submit(lambda: finish(snapshot), storage.describe(location))
+        else:
+            finish(checkpoint)
+            runner.strategy.barrier()
+        return location
+
+    def _claim_location(self, out_dir: str, filename: str) -> str:
+        """Every rank: the location rank 0 chose for checkpoint ``filename`` (and emptied of
+        a stale copy, :meth:`_clear_location`), once it is ready; rank 0's failure (the lease
+        was taken over: write nothing) is raised on every rank, or the others would hang."""
+        runner = self.parts
         box: list = [None, None]
         if runner.rank == 0:
             try:
                 lease = runner.lease
                 if lease is not None:
-                    lease.check()  # another run took the work_dir over: write nothing
-                box[0] = self._clear_location(str(out_dir), filename)
-            except Exception as exc:  # every rank must stop, or the others would hang
+                    lease.check()
+                box[0] = self._clear_location(out_dir, filename)
+            except Exception as exc:  # noqa: BLE001 - raised on every rank below
                 box[1] = exc
         dist.broadcast_object_list(box)  # no rank writes before a stale directory is gone
         location, failure = box
         if failure is not None:
             raise failure
-        rank, world = runner.rank, runner.world_size
-        layout = envelope.SHARDED if runner.strategy.sharded_state else envelope.FULL
-        self.saves += 1
+        return location
+
+    def _finisher(self, location: str, sharded_layout: bool,
+                  on_committed: Callable[[str], None] | None) -> Callable[[dict], None]:
+        """What completes this rank's save of ``location`` once its tensors are written: its
+        small files and ``done`` marker, then (rank 0) the commit record."""
+        rank, world = self.parts.rank, self.parts.world_size
+        layout = envelope.SHARDED if sharded_layout else envelope.FULL
         committed = self.committed
 
         def finish(small: dict) -> None:
             records = full_state.write_rank_files(location, small, rank,
-                                                  tensors=layout == envelope.FULL)
-            if layout == envelope.SHARDED:
+                                                  tensors=not sharded_layout)
+            if sharded_layout:
                 records.update(sharded.shard_records(location, rank))
             envelope.write_done_marker(location, rank, records)
             if rank == 0:
@@ -143,25 +177,7 @@ class CheckpointManager:
                 if on_committed is not None:
                     on_committed(location)
 
-        if layout == envelope.SHARDED:
-            tensors = {"model": checkpoint.pop("state_dict")}
-            if "optimizer" in checkpoint:
-                tensors["optim"] = checkpoint.pop("optimizer")
-            group = runner.strategy.checkpoint_group
-            if asynchronous:
-                future = sharded.async_save(sharded.shard_dir(location), tensors, group)
-                small = copy_to_cpu(full_state.rank_share(checkpoint, rank))
-                self._checkpointer().submit(lambda: (future.result(), finish(small)),
-                                            storage.describe(location))
-                return location
-            sharded.save(sharded.shard_dir(location), tensors, group)
-        if asynchronous:
-            snapshot = copy_to_cpu(full_state.rank_share(checkpoint, rank))
-            self._checkpointer().submit(lambda: finish(snapshot), storage.describe(location))
-        else:
-            finish(checkpoint)
-            runner.strategy.barrier()
-        return location
+        return finish
 
     def _clear_location(self, out_dir: str, filename: str) -> str:
         """Rank 0: where checkpoint ``filename`` of this run goes, emptied of a stale copy.
