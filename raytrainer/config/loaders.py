@@ -92,8 +92,27 @@ def load_text(text: str, file_format: str, options: LoadOptions = LoadOptions())
     return _parse(text, location, (location,), options)
 
 
+def import_roots(filename: str | None, base: str | None = None) -> list[str]:
+    """The directories ``custom_imports`` import from: the working directory (``base``) and
+    the directory of the config file ``filename`` when it is local (absolute paths)."""
+    roots = [os.path.abspath(base or os.getcwd())]
+    if filename and not storage.is_url(str(filename)) and not str(filename).startswith("<"):
+        roots.append(os.path.dirname(os.path.abspath(str(filename))))
+    return list(dict.fromkeys(roots))
+
+
+def add_import_roots(roots: list[str]) -> None:
+    """Put ``roots`` first on ``sys.path`` (each once, in order; missing ones are skipped)."""
+    for root in reversed(roots):
+        if os.path.isdir(root) and root not in sys.path:
+            sys.path.insert(0, root)
+
+
 def import_custom_modules(cfg_dict: Mapping, filename: str | None) -> None:
-    """Import the modules named by ``custom_imports=dict(imports=[...])``, if the config has it.
+    """Import the modules named by ``custom_imports=dict(imports=[...])``, if the config has it,
+    from the working directory and the config's directory (:func:`import_roots`) as well as
+    ``sys.path``: an installed ``raytrainer`` command, unlike ``python -m``, does not put the
+    working directory on ``sys.path``, and Ray's workers import from the same two.
 
     Raises:
         ConfigError: ``custom_imports`` is malformed, or a module cannot be imported (unless
@@ -106,6 +125,7 @@ def import_custom_modules(cfg_dict: Mapping, filename: str | None) -> None:
     if not isinstance(spec, Mapping) or "imports" not in spec:
         raise ConfigError(f"{where}: custom_imports must be dict(imports=[...], "
                           f"allow_failed_imports=False), got {spec!r}")
+    add_import_roots(import_roots(filename))
     try:
         import_modules_from_strings(spec["imports"], spec.get("allow_failed_imports", False))
     except ImportError as exc:
