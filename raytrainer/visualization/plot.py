@@ -27,17 +27,35 @@ class RunCurves:
     name: str
     train: dict[str, tuple[list, list]] = field(default_factory=dict)
     val: dict[str, tuple[list, list]] = field(default_factory=dict)
+    # which run of its work_dir this is (its timestamp) and the work_dir's other runs
+    timestamp: str | None = None
+    others: list[str] = field(default_factory=list)
 
 
-def _scalar_files(run_dir: str) -> list[str]:
-    """The run's ``<timestamp>/vis_data/scalars.json`` files, oldest timestamp first."""
-    found = []
+def _scalar_files(run_dir: str) -> dict[str, str]:
+    """The work_dir's runs: timestamp -> its ``<timestamp>/vis_data/scalars.json``, oldest
+    first (timestamps sort as they were made)."""
+    found = {}
     for entry in storage.listdir(run_dir):
         if entry["type"] == "directory":
             location = storage.join(entry["path"], "vis_data", SCALARS)
             if storage.exists(location):
-                found.append(location)
-    return found
+                found[entry["name"]] = location
+    return dict(sorted(found.items()))
+
+
+def _pick(files: dict[str, str], run: str | None, where: str) -> tuple[str, str]:
+    """The chosen run of a work_dir (the newest unless ``run`` names one): (timestamp, file).
+
+    Raises:
+        FileNotFoundError: ``run`` is not one of the work_dir's runs (they are listed).
+    """
+    if run is None:
+        return next(reversed(files.items()))
+    if run not in files:
+        raise FileNotFoundError(f"--run {run}: {storage.describe(where)} has no run {run}; its "
+                                f"runs are {', '.join(files)}")
+    return run, files[run]
 
 
 def _append(curves: dict, key: str, x: float, y: float) -> None:
@@ -78,27 +96,36 @@ def read_run(scalars_file: str, name: str) -> RunCurves:
     return run
 
 
-def find_runs(location: str) -> list[RunCurves]:
+def _read_chosen(files: dict[str, str], run: str | None, where: str, name: str) -> RunCurves:
+    timestamp, scalars_file = _pick(files, run, where)
+    curves = read_run(scalars_file, name)
+    curves.timestamp = timestamp
+    curves.others = [other for other in files if other != timestamp]
+    return curves
+
+
+def find_runs(location: str, run: str | None = None) -> list[RunCurves]:
     """The runs under ``location``: a scalars file, a work_dir, or a directory of work_dirs.
 
     A work_dir with several timestamps (fresh runs in the same directory) is drawn from its
-    newest one.
+    newest one, or from the one ``run`` names (in each work_dir of a sweep directory).
 
     Raises:
-        FileNotFoundError: Nothing under ``location`` holds a ``vis_data/scalars.json``.
+        FileNotFoundError: Nothing under ``location`` holds a ``vis_data/scalars.json``, or no
+            run is named ``run``.
     """
     location = str(location).rstrip("/")
     if location.endswith(".json"):
         return [read_run(location, "run")]
     own = _scalar_files(location)
     if own:
-        return [read_run(own[-1], location.rsplit("/", 1)[-1])]
+        return [_read_chosen(own, run, location, location.rsplit("/", 1)[-1])]
     runs = []
     for entry in storage.listdir(location):
         if entry["type"] == "directory":
             files = _scalar_files(entry["path"])
             if files:
-                runs.append(read_run(files[-1], entry["name"]))
+                runs.append(_read_chosen(files, run, entry["path"], entry["name"]))
     if not runs:
         raise FileNotFoundError(
             f"no <timestamp>/vis_data/{SCALARS} under {storage.describe(location)}, nor in "
@@ -195,6 +222,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="where to write the PNG (path or URL; default: curves.png)")
     parser.add_argument("--keys", nargs="+", metavar="KEY",
                         help="plot only these scalars (e.g. loss accuracy/top1)")
+    parser.add_argument("--run", metavar="TIMESTAMP",
+                        help="which run of the work_dir to draw (its <timestamp> directory; "
+                             "default: the newest)")
     parser.add_argument("--debug", action="store_true",
                         help="print the full traceback when the command fails")
     parser.set_defaults(handler=run)
@@ -203,7 +233,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Write the PNG; returns the exit code."""
-    runs = find_runs(args.work_dir)
+    runs = find_runs(args.work_dir, args.run)
     storage.write_bytes(args.output, draw(runs, args.keys))
-    print(f"wrote {storage.describe(args.output)}: {len(runs)} run(s)", flush=True)
+    print(f"wrote {storage.describe(args.output)}: {describe(runs)}", flush=True)
     return 0
+
+
+def describe(runs: Sequence[RunCurves]) -> str:
+    """Which runs were drawn: their timestamps, and the other runs a work_dir holds."""
+    if len(runs) == 1 and runs[0].timestamp:
+        (one,) = runs
+        text = f"run {one.timestamp} of {one.name}"
+        if one.others:
+            newest = "the newest; " if one.timestamp > max(one.others) else ""
+            text += f" ({newest}its work_dir also holds {', '.join(one.others)}: --run picks one)"
+        return text
+    return f"{len(runs)} run(s): " + ", ".join(
+        f"{run.name} ({run.timestamp})" if run.timestamp else run.name for run in runs)

@@ -8,7 +8,7 @@ import matplotlib.image
 import pytest
 
 from raytrainer import storage
-from raytrainer.visualization.plot import draw, find_runs, panels
+from raytrainer.visualization.plot import describe, draw, find_runs, panels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,6 +45,20 @@ def test_a_work_dir_gives_loss_lr_and_metric_panels_over_iterations(tmp_path):
     assert list(panels([run], keys=["lr"])) == ["lr"]
     with pytest.raises(KeyError, match=r"\['acc'\] were not logged.*'accuracy/top1'"):
         panels([run], keys=["acc"])
+    assert describe([run]) == (f"run 20260102_000000 of {tmp_path.name} (the newest; its "
+                               "work_dir also holds 20260101_000000: --run picks one)")
+
+
+def test_run_picks_an_older_run_of_the_work_dir(tmp_path):
+    _write_run(str(tmp_path), "20260101_000000", scale=5.0)
+    _write_run(str(tmp_path), "20260102_000000", scale=1.0)
+    (run,) = find_runs(str(tmp_path), run="20260101_000000")
+    assert panels([run])["loss"][0][2][0] == 5.0 / 5
+    assert describe([run]) == (f"run 20260101_000000 of {tmp_path.name} (its work_dir also "
+                               "holds 20260102_000000: --run picks one)")
+    with pytest.raises(FileNotFoundError, match="--run 2025: .* has no run 2025; its runs are "
+                                                "20260101_000000, 20260102_000000"):
+        find_runs(str(tmp_path), run="2025")
 
 
 def test_a_sweep_directory_gives_one_line_per_run(s3_bucket):
@@ -55,6 +69,7 @@ def test_a_sweep_directory_gives_one_line_per_run(s3_bucket):
     assert [run.name for run in runs] == ["trial_a", "trial_b"]
     content = panels(runs, keys=["loss", "accuracy/top1"])
     assert [label for label, _, _ in content["loss"]] == ["trial_a", "trial_b"]
+    assert describe(runs) == "2 run(s): trial_a (20260101_000000), trial_b (20260101_000000)"
     assert [ys[-1] for _, _, ys in content["accuracy/top1"]] == [82.0, 84.0]
     assert [label for label, _, _ in panels(runs)["loss"]] == \
         ["trial_a: loss", "trial_a: loss_cls", "trial_b: loss", "trial_b: loss_cls"]
@@ -74,7 +89,7 @@ def test_cli_writes_a_png_with_one_panel_per_kind(tmp_path):
                              "-o", str(output)], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"wrote {output}: 1 run(s)" in result.stdout
+    assert f"wrote {output}: run 20260101_000000 of run\n" == result.stdout
     image = matplotlib.image.imread(str(output))
     assert image.shape[:2] == (360, 1500)  # three panels side by side at 100 dpi
     (tmp_path / "empty").mkdir()
