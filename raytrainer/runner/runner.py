@@ -31,6 +31,7 @@ from ..evaluator import Evaluator
 from ..hooks.hook import Hook
 from ..hooks.registration import HookList
 from ..logging import MessageHub
+from ..model.summary import model_summary
 from ..model.wrappers import unwrap_model
 from ..optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
 from ..registry import (
@@ -350,6 +351,7 @@ class Runner(RunLoops):
                             "raytrainer.model.BaseModel")
         loop = self.train_loop
         self.optim_wrapper = self.build_optim_wrapper(self.optim_wrapper)
+        self.logger.info(model_summary(inner, sharded=self.strategy.sharded_state))
         self.lr_scale_factor = build.scale_lr(self, self.optim_wrapper, self.auto_scale_lr)
         if self.param_schedulers is not None:
             self.param_schedulers = self.build_param_scheduler(self.param_schedulers)

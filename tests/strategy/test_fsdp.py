@@ -48,6 +48,18 @@ def runs(tmp_path_factory):
     return found
 
 
+def test_each_fsdp_rank_logs_the_share_of_the_model_it_holds(runs):
+    logs = os.path.join(runs["fsdp"]["work_dir"], "20260101_000000")
+    model = BlockClassifier()
+    total = sum(p.numel() for p in model.parameters())
+    held = []
+    for name in ("20260101_000000.log", "20260101_000000_rank1.log"):
+        text = open(os.path.join(logs, name)).read()
+        assert f"model BlockClassifier: {total / 1000:.1f} K parameters" in text
+        held.append(float(text.split("this rank holds ")[1].split(" K of them")[0]))
+    assert sum(held) == pytest.approx(total / 1000, abs=0.15)  # the two shards make the model
+
+
 def test_fsdp_trains_like_ddp(runs):
     fsdp, ddp = runs["fsdp"], runs["ddp"]
     assert fsdp["position"] == ddp["position"] == [1, 23, 0]
