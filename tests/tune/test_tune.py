@@ -18,6 +18,7 @@ from raytrainer import checkpoint as ckpt
 from raytrainer import cli
 from raytrainer.config import Config
 from raytrainer.launch.driver.cluster import InfeasibleResourcesError
+from raytrainer.tune import sweep as sweep_module
 from raytrainer.tune import tune as run_sweep
 
 from ..conftest import ROOT, stop_process_tree
@@ -211,7 +212,11 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
 
 
 def test_pbt_exploit_loads_the_other_trials_checkpoint_and_sets_the_live_lr(ray_cluster,
-                                                                           tmp_path):
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    # Tune keeps PBT_KEEP checkpoints per trial; a trial restarted by several exploits reports
+    # more than that, and the copy an early exploit loaded was gone when the test compared it
+    monkeypatch.setattr(sweep_module, "PBT_KEEP", 100)
     cfg = _digits(tmp_path / "sweep", epochs=3)
     cfg["custom_hooks"] = [dict(type="tests.tune.tune_hooks.Lockstep",
                                 folder=str(tmp_path / "started"), count=2)]

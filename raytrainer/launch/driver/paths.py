@@ -16,6 +16,7 @@ from typing import Any
 from ... import storage
 from ...checkpoint.folder import checkpoint_hook_cfg
 from ...config import Config
+from ...config.loaders import import_roots as config_import_roots
 
 _DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 # Dataset arguments that name files or directories (MMEngine's BaseDataset and ours).
@@ -79,10 +80,7 @@ def resolve_locations(cfg: Config, checkpoint: str | None = None,
 def import_roots(cfg: Config, base: str | None = None) -> list[str]:
     """Directories the driver imports ``custom_imports`` from: its working directory and the
     config file's directory (absolute paths)."""
-    roots = [base or os.getcwd()]
-    if cfg.filename and not storage.is_url(str(cfg.filename)):
-        roots.append(os.path.dirname(os.path.abspath(str(cfg.filename))))
-    return list(dict.fromkeys(roots))
+    return config_import_roots(cfg.filename, base)
 
 
 __all__ = ["absolute", "import_roots", "resolve_locations"]

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Any
 
 from ... import checkpoint as ckpt
 from ... import storage
 from ...config import Config
+from ...config.loaders import add_import_roots
 from ...runner import Runner
 from . import stop_hook
 from .console_hook import ConsoleFeedHook
@@ -86,9 +85,7 @@ def train_loop_per_worker(config: dict) -> None:
 
 def _run_rank(config: dict) -> None:
     storage.set_storage_options(config["storage"].value)
-    for root in reversed(config.get("import_roots") or []):
-        if os.path.isdir(root) and root not in sys.path:
-            sys.path.insert(0, root)  # custom_imports resolve as on the driver
+    add_import_roots(config.get("import_roots") or [])  # custom_imports resolve as on the driver
     runner = Runner.from_cfg(_runner_cfg(config))
     if config.get("trial_link") is not None and runner.rank == 0:
         announce_placement_group(config["trial_link"])  # a Tune trial frees it when stopped
