@@ -16,10 +16,12 @@ starts Ray or builds a Runner.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ...config import Config, ConfigError, DictAction
+from ...config.loaders import SUPPORTED_SUFFIXES
 from ...config.ray_settings import RaySettings
 
 RUN_COMMANDS = ("train", "val", "test")
@@ -92,8 +94,10 @@ def add_run_parsers(subparsers: argparse._SubParsersAction) -> None:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_arguments(train)
     train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+                       action=_Resume,
                        help="resume: without a value from the latest committed checkpoint in "
                             "the work_dir; with a value from that checkpoint")
+    train.error = functools.partial(_train_error, train)  # type: ignore[method-assign]
     train.add_argument("--load-from", metavar="CHECKPOINT",
                        help="initialise the model weights from a checkpoint (no training state)")
     train.add_argument("--seed", type=int, help="set randomness.seed")
@@ -109,6 +113,27 @@ def add_run_parsers(subparsers: argparse._SubParsersAction) -> None:
         _add_run_arguments(sub)
         sub.add_argument("--checkpoint", required=True, metavar="CHECKPOINT",
                          help="checkpoint directory or .pth file (path or URL)")
+
+
+class _Resume(argparse.Action):
+    """``--resume [CHECKPOINT]`` that remembers its value on the parser, so that a missing
+    config can be explained when ``--resume`` took it (:func:`_train_error`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.const if values is None else values)
+        parser.resume_value = values
+
+
+def _train_error(parser: argparse.ArgumentParser, message: str) -> None:
+    """``train``'s usage errors; ``train --resume CONFIG`` with no config after it says that
+    ``--resume`` took the config as its checkpoint, and shows the right order."""
+    taken = getattr(parser, "resume_value", None)
+    if taken and "config" in message and str(taken).endswith(SUPPORTED_SUFFIXES):
+        message = (f"--resume took {taken} as the checkpoint to resume from, and no config "
+                   f"follows it; the config comes first: raytrainer train {taken} --resume "
+                   "(the latest checkpoint) or raytrainer train "
+                   f"{taken} --resume CHECKPOINT")
+    argparse.ArgumentParser.error(parser, message)
 
 
 def read_config(location: str, cfg_options: Mapping | None) -> Config:
