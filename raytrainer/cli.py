@@ -133,9 +133,12 @@ def run(args: argparse.Namespace) -> int:
             outcome = _run_in_process(request)
         else:
             outcome = _run_on_ray(request, args.verbose)
+    cfg = request.cfg
+    can_test = all(cfg.get(key) is not None
+                   for key in ("test_dataloader", "test_cfg", "test_evaluator"))
     lines = run_summary(args.command, wall_s=time.monotonic() - started, config=args.config,
                         cfg_options=_cfg_option_words(args.cfg_options),
-                        launch_args=_launch_words(args), **outcome)
+                        launch_args=_launch_words(args), can_test=can_test, **outcome)
     print("\n".join(lines), flush=True)
     stopped = outcome.get("stopped")
     return shutdown.exit_code(stopped["signum"]) if stopped else EXIT_OK

@@ -8,13 +8,14 @@ import io
 import os
 import pty
 import select
+import shlex
 import subprocess
 import sys
 
 import pytest
 
 from raytrainer.launch.driver.console import RunConsole, format_stats
-from raytrainer.launch.driver.summary import format_duration, run_summary
+from raytrainer.launch.driver.summary import format_duration, quote, run_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RAY_INTERNALS = ("TrainingReport", "Reporting training result", "PreemptionWatcher",
@@ -185,6 +186,18 @@ def test_a_restarted_worker_group_continues_the_same_progress_bar():
     assert first.tasks[0].completed == 3
     console.handle({"kind": "end", "iter": 10})
     assert console._progress is None and not first.live.is_started
+
+
+def test_summary_commands_are_quoted_minimally_and_test_only_a_testable_config():
+    lines = run_summary("train", None, "/w", 1.0, "cfg.py", ["strategy.shard_modules=['Block']",
+                                                           "work_dir=my runs", "x=$HOME"],
+                        last_checkpoint="/w/c/epoch_1", can_test=False)
+    assert lines[-1] == ("resume: raytrainer train cfg.py --work-dir /w --cfg-options "
+                         "\"strategy.shard_modules=['Block']\" 'work_dir=my runs' 'x=$HOME' "
+                         "--resume /w/c/epoch_1")
+    assert not [line for line in lines if line.startswith("test:")]
+    for word in ("a=['b', 'c']", "it's $HOME", 'say "hi"', "plain", "x y"):
+        assert shlex.split(quote(word)) == [word]
 
 
 def test_summary_commands_keep_where_the_run_ran():

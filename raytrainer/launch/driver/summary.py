@@ -1,7 +1,8 @@
 """The summary the ``raytrainer`` command prints when a run ends.
 
 It owns the wording only: final metrics, best and last checkpoint, work_dir, wall time and the
-exact commands that resume the run and test its checkpoint; for a run a signal stopped, a
+exact commands that resume the run and test its checkpoint (the latter only for a config that
+can be tested), quoted minimally; for a run a signal stopped, a
 first line with the signal, the iteration and the exit code. The values come from rank 0's
 ``result.json`` (see :mod:`raytrainer.launch.worker.loop`) or the in-process Runner.
 """
@@ -25,12 +26,26 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+_DOUBLE_QUOTE_SPECIAL = set('"$`\\!')
+
+
+def quote(word: str) -> str:
+    """``word`` as a POSIX shell reads it back, quoted minimally: bare when it can be, in
+    single quotes, or in double quotes when it holds single quotes and nothing a double-quoted
+    word expands (``['Block']`` gives ``"...=['Block']"``, not shlex's ``'...=['"'"'Block...``).
+    """
+    quoted = shlex.quote(word)
+    if quoted == word or "'" not in word or _DOUBLE_QUOTE_SPECIAL & set(word):
+        return quoted
+    return f'"{word}"'
+
+
 def _command(verb: str, config: str, work_dir: str, cfg_options: Sequence[str],
              flag: str, checkpoint: str, launch_args: Sequence[str] = ()) -> str:
     words = ["raytrainer", verb, config, "--work-dir", work_dir, *launch_args]
     if cfg_options:
         words += ["--cfg-options", *cfg_options]
-    return shlex.join(words + [flag, checkpoint])
+    return " ".join(quote(word) for word in words + [flag, checkpoint])
 
 
 def stop_line(stopped: Mapping) -> str:
@@ -50,7 +65,7 @@ def stop_line(stopped: Mapping) -> str:
 def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float,
                 config: str, cfg_options: Sequence[str] = (), last_checkpoint: str | None = None,
                 best_checkpoint: str | None = None, launch_args: Sequence[str] = (),
-                stopped: Mapping | None = None) -> list[str]:
+                stopped: Mapping | None = None, can_test: bool = True) -> list[str]:
     """The lines of the summary.
 
     Args:
@@ -67,6 +82,8 @@ def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float
         stopped: Set when a signal ended the run early (``signal``, ``signum``, ``iter``,
             ``checkpoint``, ``forced``): the first line says so and the metrics are the last
             validation's.
+        can_test: The config can be tested (it has ``test_dataloader``, ``test_cfg`` and
+            ``test_evaluator``): only then is the ``test:`` command printed.
     """
     title = {"train": "final val", "val": "val", "test": "test"}[mode]
     if stopped and mode == "train":
@@ -80,7 +97,8 @@ def run_summary(mode: str, metrics: Mapping | None, work_dir: str, wall_s: float
     if mode == "train" and last_checkpoint:
         lines.append("resume: " + _command("train", config, work_dir, cfg_options, "--resume",
                                            last_checkpoint, launch_args))
-        lines.append("test:   " + _command("test", config, work_dir, cfg_options,
-                                           "--checkpoint", best_checkpoint or last_checkpoint,
-                                           launch_args))
+        if can_test:
+            lines.append("test:   " + _command("test", config, work_dir, cfg_options,
+                                               "--checkpoint", best_checkpoint or last_checkpoint,
+                                               launch_args))
     return lines
