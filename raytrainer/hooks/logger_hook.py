@@ -128,7 +128,8 @@ class LoggerHook(Hook):
             length = self._train_length = len(runner.train_dataloader)
         end_of_epoch = batch_idx + 1 == length
         if self.every_n_train_iters(runner, self.interval_exp_name) or end_of_epoch:
-            runner.logger.info(f"Exp name: {runner.experiment_name}")
+            # the log file's marker (as MMEngine's); the console shows the run's name once
+            runner.logger.info(f"Exp name: {runner.experiment_name}", extra={"file_only": True})
         if not self.every_n_inner_iters(batch_idx, self.interval):
             # A short epoch (<= interval) would otherwise never be logged with ignore_last.
             if not end_of_epoch or (self.ignore_last and length > self.interval):

@@ -245,7 +245,7 @@ def test_schedule_matches_mmengine(ignore_last, dataloader_len):
             message_hub=hub, log_processor=LogProcessor(), epoch=0, iter=0, max_epochs=5,
             max_iters=5 * dataloader_len, train_loop=SimpleNamespace(), experiment_name="exp",
             timestamp=TIMESTAMP, work_dir="work",
-            logger=SimpleNamespace(info=logged.append),
+            logger=SimpleNamespace(info=lambda message, **_: logged.append(message)),
             visualizer=SimpleNamespace(
                 add_scalars=lambda tag, step, file_path: steps.append((step, file_path))),
             messages=logged)

@@ -40,9 +40,11 @@ def test_twenty_epoch_ray_run_prints_rank0_lines_once_and_a_summary(tmp_path):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).splitlines()
-    # 20 epochs of 2 train lines, the epoch-end lines (Exp name, saved, a removal for
-    # retention), 4 validations, a header and the summary: a rank's duplicate would double it
-    assert len(lines) < 130, "\n".join(lines)
+    # 20 epochs of 2 train lines, one saved line an epoch (and a removal for retention), 4
+    # validations, a header, the model summary and the run summary: a rank's duplicate would
+    # double it; "Exp name" goes to the log file only
+    assert len(lines) < 110, "\n".join(lines)
+    assert not [line for line in lines if "Exp name" in line]
     train_lines = [line for line in lines if line.startswith("Epoch(train)")]
     assert len(train_lines) == 40 and len({line.split("lr:")[0] for line in train_lines}) == 40
     for marker in RAY_INTERNALS:
@@ -170,6 +172,12 @@ def test_in_process_run_ends_with_the_summary_naming_the_best_checkpoint(tmp_pat
     assert [line for line in lines if line.startswith("test:   raytrainer test ") and
             line.endswith(f"--checkpoint {best_path}")]
     assert not [line for line in lines if "Hooks will run" in line]
+    # one line per epoch on the console: the checkpoint; "Exp name" goes to the log file only
+    console = lines + result.stderr.splitlines()
+    assert not [line for line in console if "Exp name" in line]
+    assert len([line for line in console if "saved checkpoint" in line]) == 2
+    log = glob.glob(os.path.join(str(tmp_path), "*", "*.log"))
+    assert "Exp name: mlp_" in open(log[0]).read()
 
 
 def test_a_restarted_worker_group_continues_the_same_progress_bar():
