@@ -10,6 +10,7 @@ offline in seconds.
 """
 import argparse
 import importlib
+import sys
 
 import torch
 import torch.nn as nn
@@ -71,6 +72,12 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--engine", default="raytrainer", choices=["raytrainer", "mmengine"])
     args = parser.parse_args(argv)
+    if args.engine == "mmengine":
+        try:
+            importlib.import_module("mmengine.runner")
+        except ImportError as exc:
+            sys.exit(f"--engine mmengine needs MMEngine, which raytrainer does not depend on "
+                     f"({exc}); install it with: pip install mmengine==0.10.7")
 
     Runner = importlib.import_module(f"{args.engine}.runner").Runner
     MMDigitsNet, Accuracy = make_classes(args.engine)

@@ -1,6 +1,7 @@
 """The examples run, and the MMEngine tutorial runs unchanged on both engines."""
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -27,3 +28,14 @@ def test_the_same_tutorial_file_runs_on_mmengine(tmp_path):
     metrics = _load("mmengine_tutorial").main(["--work-dir", str(tmp_path), "--epochs", "3",
                                                "--engine", "mmengine"])
     assert float(metrics["accuracy"]) > 85.0
+
+
+def test_the_tutorial_says_that_engine_mmengine_needs_mmengine(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mmengine", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "mmengine.runner", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        _load("mmengine_tutorial").main(["--work-dir", str(tmp_path), "--engine", "mmengine"])
+    assert str(exited.value).startswith("--engine mmengine needs MMEngine, which raytrainer "
+                                        "does not depend on (")
+    assert str(exited.value).endswith("install it with: pip install mmengine==0.10.7")
+    assert not os.listdir(tmp_path)  # nothing trained
