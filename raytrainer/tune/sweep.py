@@ -326,7 +326,7 @@ def tune(cfg: Config, param_space: Mapping[str, Any] | None = None, *,
                   f"{concurrent} at once; sweep dir {storage.describe(sweep_dir)}",
                   logger="current")
         grid = _tuner(base, opts, settings, sweep_dir, concurrent, scheduler, searcher).fit()
-    return collect_results(base, opts, sweep_dir, grid)
+    return collect_results(base, opts, sweep_dir, grid, settings)
 
 
 def _row(base: Config, opts: SweepOptions, sweep_dir: str, result) -> dict:
@@ -370,7 +370,37 @@ def _raise_unreported_metric(metric: str, errors: list) -> None:
     raise ConfigError(f"no trial of the sweep reported tune.metric {metric!r}: {detail}")
 
 
-def collect_results(base: Config, opts: SweepOptions, sweep_dir: str, grid) -> SweepResult:
+def _trial_seed(work_dir: str) -> int | None:
+    """The seed the trial's newest run trained with (its rank 0's ``result.json``)."""
+    runs = sorted(entry["path"] for entry in storage.listdir(work_dir)
+                  if entry["type"] == "directory") if storage.exists(work_dir) else []
+    for run in reversed(runs):
+        location = storage.join(run, "result.json")
+        if storage.exists(location):
+            return json.loads(storage.read_text(location)).get("seed")
+    return None
+
+
+def best_trial_config(base: Config, opts: SweepOptions, best: dict, sweep_dir: str,
+                      settings: RaySettings | None) -> Config:
+    """The config the best trial ran with, to train it again: the space's values, the
+    trial's worker count and GPU use (``--workers-per-trial`` overrides the config's
+    ``ray.num_workers``) and its seed, into a fresh work_dir ``<sweep>/best``."""
+    config = apply_values(base, {k: best[k] for k in opts.space})
+    if settings is not None:
+        ray_section = dict(config.get("ray") or {})
+        ray_section.update(num_workers=settings.num_workers, use_gpu=settings.use_gpu)
+        config["ray"] = ray_section
+    seed = _trial_seed(best["work_dir"])
+    if seed is not None:
+        config["randomness"] = {**dict(config.get("randomness") or {}), "seed": seed}
+    config["work_dir"] = storage.join(sweep_dir, "best")
+    config["resume"] = False
+    return config
+
+
+def collect_results(base: Config, opts: SweepOptions, sweep_dir: str, grid,
+                    settings: RaySettings | None = None) -> SweepResult:
     """Build the table, write ``results.csv``/``results.json`` and ``best_config.py``, print
     the table."""
     rows = sorted((_row(base, opts, sweep_dir, result) for result in grid),
@@ -384,9 +414,7 @@ def collect_results(base: Config, opts: SweepOptions, sweep_dir: str, grid) -> S
         scored, key=lambda row: row[opts.metric]) if scored else None
     best_config = None
     if best is not None:
-        best_config = apply_values(base, {k: best[k] for k in opts.space})
-        best_config["work_dir"] = storage.join(sweep_dir, "best")
-        best_config["resume"] = False
+        best_config = best_trial_config(base, opts, best, sweep_dir, settings)
         storage.write_text(storage.join(sweep_dir, "best_config.py"), best_config.pretty_text)
     storage.write_text(storage.join(sweep_dir, "results.json"),
                        json.dumps(rows, indent=1, default=str))

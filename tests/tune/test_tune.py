@@ -15,7 +15,7 @@ import torch
 from ray import tune
 
 from raytrainer import checkpoint as ckpt
-from raytrainer import cli
+from raytrainer import cli, launch
 from raytrainer.config import Config
 from raytrainer.launch.driver.cluster import InfeasibleResourcesError
 from raytrainer.tune import sweep as sweep_module
@@ -118,18 +118,19 @@ def test_early_stopped_trials_free_their_resources(asha_sweep, ray_cluster):
     assert _placement_groups_left(ray_cluster.address) == []
 
 
-def test_best_config_trains_standalone(asha_sweep, tmp_path, capsys):
+def test_best_config_reproduces_the_best_trial(asha_sweep, ray_cluster, tmp_path):
     result, _ = asha_sweep
     best = os.path.join(result.sweep_dir, "best_config.py")
     dumped = Config.fromfile(best)
     assert dumped.optim_wrapper.optimizer.lr == GOOD_LR
     assert "tune" not in dumped
-    code = cli.main(["train", best, "--launcher", "none", "--work-dir", str(tmp_path / "best"),
-                     "--cfg-options", "train_cfg.max_epochs=2"])
-    assert code == 0
-    assert glob.glob(str(tmp_path / "best" / "checkpoints" / "epoch_2"))
-    summary = capsys.readouterr().out
-    assert "accuracy/top1" in summary
+    # what the trial ran with: --workers-per-trial 1 (the config says 2) and its seed
+    assert dumped.ray.num_workers == 1 and dumped.randomness.seed == 0
+    assert result.best_config.ray.num_workers == 1
+    dumped.work_dir = str(tmp_path / "best")
+    again = launch.train(dumped)
+    assert again.metrics["accuracy/top1"] == result.best[METRIC]  # the same run, again
+    assert glob.glob(str(tmp_path / "best" / "checkpoints" / f"epoch_{ASHA_EPOCHS}"))
 
 
 def test_infeasible_trials_fail_fast_saying_what_fits(ray_cluster, tmp_path):
