@@ -1,7 +1,7 @@
 """Evaluator: feeds model outputs to one or several metrics and merges their results."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..dataset.collate import pseudo_collate
@@ -51,6 +51,17 @@ class Evaluator:
         for metric in self.metrics:
             metric.process(data_batch, samples)
 
+    def metric_names(self) -> list[str] | None:
+        """Every name :meth:`evaluate` will return, if each metric knows its names in advance
+        (:meth:`BaseMetric.metric_names`); else None."""
+        names: list[str] = []
+        for metric in self.metrics:
+            known = metric.metric_names() if hasattr(metric, "metric_names") else None
+            if known is None:
+                return None
+            names += known
+        return names
+
     def evaluate(self, size: int) -> dict[str, Any]:
         """Merge every metric's results; two metrics producing the same name is an error."""
         merged: dict[str, Any] = {}
@@ -81,3 +92,15 @@ class Evaluator:
             size += len(outputs)
             self.process(outputs, batch)
         return self.evaluate(size)
+
+
+def build_evaluator(evaluator: Any, key: str = "evaluator") -> Evaluator:
+    """An Evaluator from an Evaluator, a metric (config), a list of them, or an evaluator
+    config with ``metrics`` (``dict(type='Evaluator', metrics=[...])``)."""
+    if isinstance(evaluator, Evaluator):
+        return evaluator
+    if isinstance(evaluator, Mapping) and "metrics" in evaluator:
+        cfg = dict(evaluator)
+        cfg.setdefault("type", "Evaluator")
+        return build_from_cfg(cfg, EVALUATOR, key=key)
+    return Evaluator(evaluator)

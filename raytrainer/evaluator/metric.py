@@ -78,6 +78,20 @@ class BaseMetric(metaclass=ABCMeta):
     def compute_metrics(self, results: list) -> dict[str, Any]:
         """Compute the metrics from the results of the whole dataset."""
 
+    def metric_names(self) -> list[str] | None:
+        """The names :meth:`evaluate` will return (prefixed), if known before any data is
+        seen; None when they are not (a sweep then checks its metric only once reported).
+        Subclasses that know them list their :meth:`compute_metrics` keys in
+        :meth:`computed_names`."""
+        names = self.computed_names()
+        if names is None:
+            return None
+        return [f"{self.prefix}/{name}" if self.prefix else name for name in names]
+
+    def computed_names(self) -> list[str] | None:
+        """The keys :meth:`compute_metrics` returns, if known in advance (None: unknown)."""
+        return None
+
     def evaluate(self, size: int) -> dict[str, Any]:
         """Gather every rank's results and return the metrics (the same dict on every rank).
 

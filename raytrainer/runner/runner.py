@@ -28,6 +28,7 @@ from ..checkpoint.parts import LoadRequest
 from ..config import Config, warn_ignored, warn_ignored_top_level
 from ..dataset.builder import build_dataloader
 from ..evaluator import Evaluator
+from ..evaluator.evaluator import build_evaluator
 from ..hooks.hook import Hook
 from ..hooks.registration import HookList
 from ..logging import MessageHub
@@ -35,7 +36,6 @@ from ..model.summary import model_summary
 from ..model.wrappers import unwrap_model
 from ..optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
 from ..registry import (
-    EVALUATOR,
     MODELS,
     RUNNERS,
     build_from_cfg,
@@ -324,13 +324,7 @@ class Runner(RunLoops):
     def build_evaluator(self, evaluator: Any, key: str = "evaluator") -> Evaluator:
         """An Evaluator from an Evaluator, a metric (config), a list of them, or an evaluator
         config with ``metrics`` (``dict(type='Evaluator', metrics=[...])``)."""
-        if isinstance(evaluator, Evaluator):
-            return evaluator
-        if isinstance(evaluator, Mapping) and "metrics" in evaluator:
-            cfg = dict(evaluator)
-            cfg.setdefault("type", "Evaluator")
-            return build_from_cfg(cfg, EVALUATOR, key=key)
-        return Evaluator(evaluator)
+        return build_evaluator(evaluator, key)
 
     def build_optim_wrapper(self, optim_wrapper: Any):
         if isinstance(optim_wrapper, (OptimWrapper, OptimWrapperDict)):

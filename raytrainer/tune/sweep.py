@@ -33,6 +33,7 @@ from ..config.sections import from_section
 from ..launch.driver.cluster import InfeasibleResourcesError, connect
 from ..launch.driver.paths import import_roots, resolve_locations
 from ..logging import print_log
+from .metric_check import check_metric
 from .space import apply_values, check_space, to_plain_space, trial_dirname
 from .trial import TrialPlan, trial_trainable
 
@@ -310,6 +311,7 @@ def tune(cfg: Config, param_space: Mapping[str, Any] | None = None, *,
     if not base.get("work_dir"):
         raise ConfigError("the sweep has no work_dir; set it or pass --work-dir")
     check_space(base, opts.space)
+    check_metric(base, opts.metric)
     base, _ = resolve_locations(base)
     sweep_dir = str(base["work_dir"]).rstrip("/")
     settings = settings or RaySettings.from_config(base.get("ray"))

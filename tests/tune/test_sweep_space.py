@@ -8,6 +8,7 @@ from ray import tune
 
 from raytrainer import cli
 from raytrainer.config import Config, ConfigError
+from raytrainer.tune.metric_check import check_metric, validation_metrics
 from raytrainer.tune.space import check_space, load_space, trial_dirname
 from raytrainer.tune.sweep import SweepOptions, format_table, restores
 
@@ -138,3 +139,35 @@ def test_tune_cli_rejects_another_resume_value(capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["tune", "c.py", "--resume", "always"])
     assert "expected 'auto' or nothing, got 'always'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("metric, expected", [
+    ("accuracy/top1", "tune.metric 'accuracy/top1' is never reported: the trials report "
+                      "train/<scalar>, val/<metric> and test/<metric> (validation: "
+                      "val/accuracy/top1); did you mean 'val/accuracy/top1'?"),
+    ("val/accuracy/top2", "tune.metric 'val/accuracy/top2' is not a metric the config's "
+                          "val_evaluator produces; it produces val/accuracy/top1; did you mean "
+                          "'val/accuracy/top1'?"),
+])
+def test_a_metric_no_trial_can_report_fails_before_ray_starts(tmp_path, capsys, metric,
+                                                               expected):
+    space = tmp_path / "space.py"
+    space.write_text("space = {'optim_wrapper.optimizer.lr': 0.1}\n")
+    code = cli.main(["tune", MLP, "--space", str(space), "--metric", metric,
+                     "--work-dir", str(tmp_path / "sweep"), "--address", "127.0.0.1:1"])
+    assert code == 1  # the dead --address shows that nothing tried to reach Ray
+    assert capsys.readouterr().err.splitlines()[0] == f"raytrainer tune failed: ConfigError: " \
+        f"{expected}"
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_metrics_a_sweep_cannot_judge_in_advance_are_left_to_the_trials():
+    cfg = Config.fromfile(MLP)
+    for metric in ("val/accuracy/top1", "train/loss", "epoch", "test/accuracy/top1"):
+        check_metric(cfg, metric)
+    cfg["val_evaluator"] = [dict(type="Accuracy", topk=(1, 5)), dict(type="Perplexity")]
+    assert validation_metrics(cfg) == ["val/accuracy/top1", "val/accuracy/top5",
+                                       "val/perplexity", "val/nll"]
+    cfg["val_evaluator"] = dict(type="DumpResults", out_file_path="x.pt")  # names unknown
+    assert validation_metrics(cfg) is None
+    check_metric(cfg, "val/anything")

@@ -37,6 +37,9 @@ class Accuracy(BaseMetric):
         if not self.topk or any(k < 1 for k in self.topk):
             raise ValueError(f"Accuracy: topk must be positive integers, got {topk!r}")
 
+    def computed_names(self) -> list[str]:
+        return [f"top{k}" for k in self.topk]
+
     def _scores_and_labels(self, data_samples: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
         if len(data_samples) == 2 and all(isinstance(x, torch.Tensor) for x in data_samples) \
                 and data_samples[1].dim() == 1:

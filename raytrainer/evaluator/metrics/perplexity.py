@@ -29,6 +29,9 @@ class Perplexity(BaseMetric):
     an average over epochs instead of its value.
     """
 
+    def computed_names(self) -> list[str]:
+        return ["perplexity", "nll"]
+
     def _nll_and_tokens(self, data_samples: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
         if len(data_samples) == 2 and all(isinstance(x, torch.Tensor) and x.dim() == 1
                                           for x in data_samples):
