@@ -2,6 +2,7 @@
 with a message naming the config key, file or location, instead of inside every worker."""
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -61,6 +62,59 @@ def check_types(cfg: Config) -> None:
     _check(cfg.get("strategy"), registry.STRATEGIES, "strategy")
 
 
+def _check_arguments(cfg: Any, reg: registry.Registry, key: str, complete: bool) -> None:
+    """The config's keyword arguments fit the constructor ``type`` names (all required ones
+    given, when ``complete``), as the worker's build would find, without running it."""
+    if not _typed(cfg):
+        return
+    target = reg.get(cfg["type"])
+    if target is None or not callable(target):
+        return
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin or C type without one: the build will tell
+        return
+    kwargs = {name: value for name, value in cfg.items() if name != "type"}
+    try:
+        (signature.bind if complete else signature.bind_partial)(**kwargs)
+    except TypeError as exc:
+        name = getattr(target, "__name__", cfg["type"])
+        error = TypeError(f"{name}{signature}: {exc}")
+        error.add_note(f"raised while building {reg.name} '{name}' from config key '{key}'")
+        raise error from None
+
+
+def check_arguments(cfg: Config) -> None:
+    """The model's and the datasets' constructors accept their config's arguments, and the
+    model gets every one it requires (a typo such as ``hiden_dims`` in the config file fails
+    here, in seconds, instead of in every worker).
+
+    Raises:
+        TypeError: Naming the class, its signature, the argument and the config key.
+    """
+    _check_arguments(cfg.get("model"), registry.MODELS, "model", complete=True)
+    for name in _DATALOADERS:
+        loader = cfg.get(name)
+        if isinstance(loader, Mapping):
+            _check_arguments(loader.get("dataset"), registry.DATASETS, f"{name}.dataset",
+                             complete=False)
+
+
+def check_loop(cfg: Config, mode: str) -> None:
+    """``val``/``test`` runs have their dataloader, loop config and evaluator.
+
+    Raises:
+        ConfigError: Naming the keys the config lacks.
+    """
+    if mode not in ("val", "test"):
+        return
+    keys = [f"{mode}_dataloader", f"{mode}_cfg", f"{mode}_evaluator"]
+    missing = [key for key in keys if cfg.get(key) is None]
+    if missing:
+        raise ConfigError(f"{mode} needs {', '.join(keys)}; the config lacks "
+                          f"{', '.join(missing)}")
+
+
 def check_storage(work_dir: str) -> None:
     """The work_dir can be written (a probe file is written and removed) and is shared by
     the processes of a Ray run.
@@ -100,6 +154,8 @@ def preflight(cfg: Config, work_dir: str, mode: str, checkpoint: str | None = No
     """Run every check; raise on the first problem."""
     validation.check_config(cfg, launcher="ray")
     check_types(cfg)
+    check_arguments(cfg)
+    check_loop(cfg, mode)
     check_storage(work_dir)
     if mode == "train":
         resume = cfg.get("resume")
@@ -110,4 +166,5 @@ def preflight(cfg: Config, work_dir: str, mode: str, checkpoint: str | None = No
         check_checkpoint(checkpoint, "--checkpoint")
 
 
-__all__ = ["preflight", "check_types", "check_storage", "check_checkpoint", "UnknownTypeError"]
+__all__ = ["preflight", "check_arguments", "check_checkpoint", "check_loop", "check_storage",
+           "check_types", "UnknownTypeError"]
