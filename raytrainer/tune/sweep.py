@@ -348,6 +348,17 @@ def _row(base: Config, opts: SweepOptions, sweep_dir: str, result) -> dict:
         metric = float(result.metrics[opts.metric])
     last = int(history[time_attr].max()) if history is not None and time_attr in history \
         else None
+    # The trial's own record of its newest run wins over Tune's history: a run that ended
+    # while Tune's stop arrived (or before Tune took its last reports) finished further.
+    outcome = _trial_outcome(work_dir)
+    if outcome is not None and outcome.get("mode") == "train":
+        position = outcome.get(time_attr)
+        if isinstance(position, int) and (last is None or position >= last):
+            last = position
+            final = (outcome.get("metrics") or {}).get(opts.metric.split("/", 1)[-1]) \
+                if opts.metric.startswith("val/") else None
+            if isinstance(final, (int, float)):
+                metric = float(final)
     status = "ERROR" if result.error else ("STOPPED" if last is None or last < length
                                            else "DONE")
     checkpoint_root = checkpoint_dir_of(base, work_dir)
@@ -372,15 +383,22 @@ def _raise_unreported_metric(metric: str, errors: list) -> None:
     raise ConfigError(f"no trial of the sweep reported tune.metric {metric!r}: {detail}")
 
 
-def _trial_seed(work_dir: str) -> int | None:
-    """The seed the trial's newest run trained with (its rank 0's ``result.json``)."""
+def _trial_outcome(work_dir: str) -> dict | None:
+    """What the trial's newest finished run wrote when it ended (rank 0's ``result.json``:
+    final metrics, epoch, iter, seed); None when no run of it finished (Tune stopped it)."""
     runs = sorted(entry["path"] for entry in storage.listdir(work_dir)
                   if entry["type"] == "directory") if storage.exists(work_dir) else []
     for run in reversed(runs):
         location = storage.join(run, "result.json")
         if storage.exists(location):
-            return json.loads(storage.read_text(location)).get("seed")
+            return json.loads(storage.read_text(location))
     return None
+
+
+def _trial_seed(work_dir: str) -> int | None:
+    """The seed the trial's newest run trained with."""
+    outcome = _trial_outcome(work_dir)
+    return None if outcome is None else outcome.get("seed")
 
 
 def best_trial_config(base: Config, opts: SweepOptions, best: dict, sweep_dir: str,

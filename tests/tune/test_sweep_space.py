@@ -1,6 +1,7 @@
 """The search space and the sweep's checks that need no Ray: keys, options, the table."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -171,3 +172,40 @@ def test_metrics_a_sweep_cannot_judge_in_advance_are_left_to_the_trials():
     cfg["val_evaluator"] = dict(type="DumpResults", out_file_path="x.pt")  # names unknown
     assert validation_metrics(cfg) is None
     check_metric(cfg, "val/anything")
+
+
+def _tune_result(path: str, epochs: list[int], accuracies: list[float]):
+    import pandas
+    from ray.tune import Result
+
+    history = pandas.DataFrame({"epoch": epochs, METRIC: accuracies})
+    return Result(metrics={"epoch": epochs[-1], METRIC: accuracies[-1], "trial_id": "t1",
+                           "config": {"optim_wrapper.optimizer.lr": 0.1}},
+                  checkpoint=None, error=None, path=path, metrics_dataframe=history)
+
+
+METRIC = "val/accuracy/top1"
+
+
+def test_a_trial_that_finished_while_tune_stopped_it_is_listed_as_it_ended(tmp_path):
+    from raytrainer.tune.sweep import SweepOptions, _row
+
+    cfg = Config.fromfile(MLP)
+    cfg.merge_from_dict({"train_cfg.max_epochs": 4})
+    opts = SweepOptions(space={"optim_wrapper.optimizer.lr": 0.1}, metric=METRIC, mode="max")
+    sweep_dir = str(tmp_path)
+    trial = tmp_path / "trial_a"
+    # Tune took the epoch-1 report, then its stop arrived: the run had finished meanwhile
+    result = _tune_result(str(tmp_path / "tune" / "trial_a"), [1], [32.6])
+    assert _row(cfg, opts, sweep_dir, result)[METRIC] == 32.6  # nothing on disk yet
+    (trial / "20261208_000000").mkdir(parents=True)
+    (trial / "20261208_000000" / "result.json").write_text(json.dumps(
+        {"mode": "train", "metrics": {"accuracy/top1": 70.5}, "epoch": 4, "iter": 180,
+         "seed": 7}))
+    row = _row(cfg, opts, sweep_dir, result)
+    assert (row[METRIC], row["last_epoch"], row["status"]) == (70.5, 4, "DONE")
+    # an older run's record never overrides what Tune saw of a newer, further one
+    later = _tune_result(str(tmp_path / "tune" / "trial_a"), [1, 2, 3, 4, 5], [1, 2, 3, 4, 80.0])
+    cfg.merge_from_dict({"train_cfg.max_epochs": 6})
+    row = _row(cfg, opts, sweep_dir, later)
+    assert (row[METRIC], row["last_epoch"], row["status"]) == (80.0, 5, "STOPPED")
