@@ -217,6 +217,9 @@ def restore(runner, checkpoint: dict, location: str, directory: str,
     if "message_hub" in checkpoint:
         runner.message_hub.load_state_dict(
             _resolve_references(runner, checkpoint["message_hub"], directory, where))
+    if envelope.is_direct_child(location, directory):
+        # the checkpoint holds the last_ckpt of before its own save: it is the newest itself
+        runner.message_hub.update_info("last_ckpt", str(location).rstrip("/"))
     if resume_optimizer and "optimizer" in checkpoint and not optimizer_loaded:
         runner.strategy.load_optim_state_dict(runner.optim_wrapper, checkpoint["optimizer"])
     if resume_param_scheduler and "param_schedulers" in checkpoint and \

@@ -134,3 +134,15 @@ def test_checkpoints_without_a_commit_time_are_older_and_ordered_by_iteration(tm
     assert ckpt.latest_checkpoint(root) == storage.join(root, "iter_40")
     _rewrite_commit(storage.join(root, "iter_40"), created_unix=None)
     assert _names(root) == ["iter_20", "iter_40", "iter_60"]
+
+
+def test_a_run_resumed_at_its_end_names_the_checkpoint_it_resumed_as_its_last(tmp_path):
+    # iter_40 holds the hub of before its own save (last_ckpt iter_20): a run resumed from it
+    # with nothing left to train reported iter_20 as its last checkpoint in the summary
+    first = _run(tmp_path, 40)
+    root = storage.join(str(tmp_path), "checkpoints")
+    assert _names(root) == ["iter_20", "iter_40"]
+    assert first.message_hub.get_info("last_ckpt") == storage.join(root, "iter_40")
+    again = _run(tmp_path, 40, resume=True)
+    assert again.resumed_from == storage.join(root, "iter_40")
+    assert again.message_hub.get_info("last_ckpt") == storage.join(root, "iter_40")
