@@ -196,6 +196,34 @@ def test_a_restarted_worker_group_continues_the_same_progress_bar():
     assert console._progress is None and not first.live.is_started
 
 
+def test_the_bar_shows_the_epochs_own_progress_with_the_runs_beside_it():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    console = RunConsole(stream=Terminal())
+    console.handle({"kind": "start", "iter": 0, "max_iters": 135, "epoch": 0, "max_epochs": 3})
+    task = console._progress.tasks[0]
+
+    def shown():
+        return (task.description, task.completed, task.total, task.fields["run"])
+
+    assert shown() == ("epoch 1/3", 0, 45, "run 0/135")
+    console.handle({"kind": "iter", "iter": 45, "epoch": 0, "loss": 0.5, "lr": 0.1})
+    assert shown() == ("epoch 1/3", 45, 45, "run 45/135")  # the epoch's last iteration
+    console.handle({"kind": "iter", "iter": 60, "epoch": 1, "loss": 0.4, "lr": 0.1})
+    assert shown() == ("epoch 2/3", 15, 45, "run 60/135")  # a new epoch starts the bar
+    console.handle({"kind": "end", "iter": 135})
+    assert shown() == ("epoch 3/3", 45, 45, "run 135/135")
+    console = RunConsole(stream=Terminal())  # iteration-based: the bar is the run's
+    console.handle({"kind": "start", "iter": 0, "max_iters": 100, "epoch": 0,
+                    "max_epochs": None})
+    console.handle({"kind": "iter", "iter": 30, "epoch": 0, "loss": 0.5, "lr": 0.1})
+    task = console._progress.tasks[0]
+    assert shown() == ("train", 30, 100, "")
+    console.handle({"kind": "end", "iter": 100})
+
+
 def test_summary_commands_are_quoted_minimally_and_test_only_a_testable_config():
     lines = run_summary("train", None, "/w", 1.0, "cfg.py", ["strategy.shard_modules=['Block']",
                                                            "work_dir=my runs", "x=$HOME"],

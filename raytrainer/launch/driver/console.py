@@ -3,7 +3,8 @@
 The driver starts a :class:`ConsoleFeed` actor (no CPU) and hands it to the workers; rank 0's
 :class:`~raytrainer.launch.worker.console_hook.ConsoleFeedHook` pushes events to it and a thread in
 the driver drains it about five times a second. When stdout is a terminal the driver shows a
-``rich`` progress bar (epoch, iteration, it/s, ETA, loss, lr, the latest validation metric)
+``rich`` progress bar (the epoch's own iterations, it/s and ETA, with the run's iterations
+beside them; loss, lr, the latest validation metric)
 under rank 0's log lines; otherwise it prints only the log lines (plain periodic lines, as
 ``ray job logs`` and CI want them).
 
@@ -89,6 +90,8 @@ class RunConsole:
         self._task = None
         self._stats: dict[str, Any] = {"loss": None, "lr": None, "metric": None}
         self._max_epochs: int | None = None
+        self._max_iters = 0
+        self._epoch: int | None = None  # the epoch the bar shows (by-epoch training)
 
     def open(self) -> dict:
         """Start the feed actor (Ray must be connected); returns what the workers need to feed
@@ -153,21 +156,39 @@ class RunConsole:
         else:
             print(text, file=self.stream, flush=True)
 
+    def _per_epoch(self) -> int | None:
+        """Iterations of one epoch (by-epoch training), else None: the bar is the run's."""
+        if not self._max_epochs:
+            return None
+        return max(1, self._max_iters // self._max_epochs)
+
+    def _bar_position(self, done: int, epoch: int | None) -> dict[str, Any]:
+        """The bar's fields after ``done`` iterations in (0-based) ``epoch``: that epoch's own
+        progress, with the run's beside it; the whole run for iteration-based training."""
+        per_epoch = self._per_epoch()
+        run = f"run {done}/{self._max_iters}"
+        if per_epoch is None or epoch is None:
+            return {"completed": done, "total": self._max_iters, "run": "", "epoch": None}
+        epoch = min(epoch, self._max_epochs - 1)
+        return {"completed": min(max(done - epoch * per_epoch, 0), per_epoch),
+                "total": per_epoch, "run": run, "epoch": epoch}
+
     def _start_bar(self, event: dict) -> None:
         self._max_epochs = event.get("max_epochs")
+        self._max_iters = event["max_iters"]
+        position = self._bar_position(event.get("iter", 0), event.get("epoch"))
         if self._progress is not None:  # a restarted worker group: continue the same bar
-            self._progress.update(self._task, total=event["max_iters"],
-                                  completed=event.get("iter", 0),
-                                  description=self._description(event.get("epoch")))
+            self._move_bar(position)
             return
         console = Console(file=self.stream, force_terminal=True)
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             _RateColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            TextColumn("{task.fields[stats]}"), console=console, transient=False)
-        self._task = self._progress.add_task(self._description(event.get("epoch")),
-                                             total=event["max_iters"],
-                                             completed=event.get("iter", 0), stats="")
+            TextColumn("{task.fields[run]}"), TextColumn("{task.fields[stats]}"),
+            console=console, transient=False)
+        self._epoch = position.pop("epoch")
+        self._task = self._progress.add_task(self._description(self._epoch), stats="",
+                                             **position)
         self._progress.start()
 
     def _description(self, epoch: int | None) -> str:
@@ -175,12 +196,22 @@ class RunConsole:
             return f"epoch {min(epoch + 1, self._max_epochs)}/{self._max_epochs}"
         return "train"
 
+    def _move_bar(self, position: dict[str, Any]) -> None:
+        """Show ``position``; a new epoch starts the bar (and its rate and ETA) afresh."""
+        epoch = position.pop("epoch")
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._progress.reset(self._task, total=position["total"],
+                                 completed=position["completed"],
+                                 description=self._description(epoch))
+        self._progress.update(self._task, **position)
+
     def _update_bar(self, done: int | None, epoch: int | None) -> None:
         if self._progress is None:
             return
-        fields: dict[str, Any] = {"stats": format_stats(**self._stats)}
+        self._progress.update(self._task, stats=format_stats(**self._stats))
         if done is not None:
-            fields["completed"] = done
-        if epoch is not None:
-            fields["description"] = self._description(epoch)
-        self._progress.update(self._task, **fields)
+            per_epoch = self._per_epoch()
+            if epoch is None and per_epoch and done:  # the end: the epoch of the last iteration
+                epoch = (done - 1) // per_epoch
+            self._move_bar(self._bar_position(done, self._epoch if epoch is None else epoch))
