@@ -15,6 +15,11 @@ Ray Train's helper actors (its placement-group cleaner) look their cluster up th
 ``RAY_ADDRESS``; without it they fail with "Found multiple active Ray instances" when a second
 instance runs on the machine. The driver therefore fixes its local instance's GCS port before
 starting it and exports ``RAY_ADDRESS`` to every process of that instance.
+
+A private instance is one node that no autoscaler or cloud provider drains, so Ray Train's
+preemption watcher (one more actor process, started while the workers build their Runners) has
+nothing to watch: the driver turns it off there (``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=0``,
+which Ray Train propagates from the driver to its controller) unless the environment sets it.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from ...logging import print_log
 from ...utils.net import LOOPBACK, free_port
 from .reaper import watch
 
-_ENV = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")
+_ENV = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER")
 _REACH_TIMEOUT_S = 10.0
 
 
@@ -123,6 +128,7 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
         own = f"{LOOPBACK}:{port}"
         # Inherited by the raylet and so by every worker and helper actor of this instance.
         os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=own)
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # nothing to preempt
         try:
             reaper = watch()  # the instance ends with this driver, even a SIGKILLed one
             # The dashboard serves the state API that Ray Train's helper actors query.
