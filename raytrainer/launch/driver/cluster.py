@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -129,6 +130,8 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
         # Inherited by the raylet and so by every worker and helper actor of this instance.
         os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=own)
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # nothing to preempt
+        if sys.stdout.isatty():  # ray.init takes seconds on a small machine and says nothing
+            print_log(f"starting a private local Ray instance at {own} ...", logger="current")
         try:
             reaper = watch()  # the instance ends with this driver, even a SIGKILLed one
             # The dashboard serves the state API that Ray Train's helper actors query.
