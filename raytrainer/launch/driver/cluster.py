@@ -134,7 +134,9 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
             print_log(f"starting a private local Ray instance at {own} ...", logger="current")
         try:
             reaper = watch()  # the instance ends with this driver, even a SIGKILLed one
-            # The dashboard serves the state API that Ray Train's helper actors query.
+            # The dashboard serves the state API that Ray Train's PlacementGroupCleaner polls
+            # (ray.util.state.get_actor); without it the cleaner warns every second, and
+            # leaving it out did not bring the first iteration forward (benchmarks/startup.py).
             ray.init(address="local", num_cpus=settings.num_cpus, _node_ip_address=LOOPBACK,
                      dashboard_host=LOOPBACK, dashboard_port=free_port(),
                      log_to_driver=log_to_driver, **extra)
