@@ -1,6 +1,7 @@
 """Joining a cluster that is not there fails in seconds, naming the address."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -61,3 +62,23 @@ def test_a_private_instance_that_cannot_start_its_reaper_leaves_the_environment_
     out = subprocess.run([sys.executable, "-c", LEAK_CHECK], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.stdout.splitlines() == ["refused: /nonexistent/python", "left: []"], out.stderr
+
+
+def test_rays_token_auth_notice_is_kept_off_a_quiet_console():
+    from ray._private.authentication import authentication_token_setup as auth
+
+    from raytrainer.launch.driver.cluster import _quiet_token_auth_notice
+
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    auth.logger.addHandler(handler)  # Ray's loggers do not propagate to the root
+    try:
+        with _quiet_token_auth_notice(True):
+            auth._warn_token_auth_enabled()  # what ray.init logs for a new local instance
+        assert seen == []
+        with _quiet_token_auth_notice(False):  # --verbose
+            auth._warn_token_auth_enabled()
+        assert len(seen) == 1 and seen[0].startswith("Token authentication is enabled")
+    finally:
+        auth.logger.removeHandler(handler)

@@ -137,9 +137,10 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
             # The dashboard serves the state API that Ray Train's PlacementGroupCleaner polls
             # (ray.util.state.get_actor); without it the cleaner warns every second, and
             # leaving it out did not bring the first iteration forward (benchmarks/startup.py).
-            ray.init(address="local", num_cpus=settings.num_cpus, _node_ip_address=LOOPBACK,
-                     dashboard_host=LOOPBACK, dashboard_port=free_port(),
-                     log_to_driver=log_to_driver, **extra)
+            with _quiet_token_auth_notice(not log_to_driver):
+                ray.init(address="local", num_cpus=settings.num_cpus,
+                         _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK,
+                         dashboard_port=free_port(), log_to_driver=log_to_driver, **extra)
         except BaseException:
             _restore(saved)
             if reaper is not None:
@@ -156,6 +157,24 @@ def connect(settings: RaySettings, log_to_driver: bool = True,
         _restore(saved)
         if reaper is not None:
             reaper.close()  # stops what ray.shutdown() left of the instance
+
+
+@contextlib.contextmanager
+def _quiet_token_auth_notice(quiet: bool) -> Iterator[None]:
+    """Without ``--verbose``, drop the WARNING a new local instance logs about token
+    authentication ("Token authentication is enabled for this Ray cluster ..."): it opened the
+    console of every run. The instance keeps Ray's default (token auth on loopback)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "Token authentication is" not in record.getMessage()
+
+    if quiet:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _restore(saved: dict) -> None:
