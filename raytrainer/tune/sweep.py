@@ -15,12 +15,14 @@ Layout of a sweep directory (``work_dir``)::
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
+import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,6 +224,22 @@ def fitting_trials(settings: RaySettings, trial_cpus: float, max_concurrent: int
         "--workers-per-trial or --max-concurrent, or join a bigger cluster with --address")
 
 
+@contextlib.contextmanager
+def _tune_output(verbose: bool) -> Iterator[None]:
+    """Without ``verbose``, Tune prints nothing of its own: its console reporter (the
+    'Configuration for experiment' box, 'View detailed results here', the TensorBoard hint)
+    prints whatever ``RunConfig(verbose=0)`` says, so the sweep falls back to Tune's older
+    reporter, which honours it (``RAY_AIR_NEW_OUTPUT=0``, Ray's own switch), while it runs."""
+    if verbose or "RAY_AIR_NEW_OUTPUT" in os.environ:
+        yield
+        return
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+
+
 def restores(resume: bool | str, found: bool, where: str) -> bool:
     """Whether a sweep with ``resume`` (True, False or ``'auto'``) continues the one at
     ``where``, given whether one was ``found`` there.
@@ -327,7 +345,9 @@ def tune(cfg: Config, param_space: Mapping[str, Any] | None = None, *,
                   f"search={opts.search}, {settings.num_workers} worker(s) per trial, "
                   f"{concurrent} at once; sweep dir {storage.describe(sweep_dir)}",
                   logger="current")
-        grid = _tuner(base, opts, settings, sweep_dir, concurrent, scheduler, searcher).fit()
+        with _tune_output(verbose):
+            grid = _tuner(base, opts, settings, sweep_dir, concurrent, scheduler,
+                          searcher).fit()
     return collect_results(base, opts, sweep_dir, grid, settings)
 
 

@@ -159,7 +159,7 @@ def _results(work_dir) -> list[dict]:
             sorted(glob.glob(os.path.join(work_dir, "*", "result.json")))]
 
 
-def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
+def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path, capsys):
     """The driver dies while the second trial is at its last validation: its final checkpoint
     is committed, Tune never got that validation. The resumed trial has nothing left to train;
     it validates its last checkpoint again and reports that, as the finished run would have."""
@@ -197,6 +197,10 @@ def test_resume_after_the_sweep_driver_was_killed(ray_cluster, tmp_path):
     # `--resume auto` started the sweep above (there was none) and now continues it
     code = cli.main([*command[3:], "--address", ray_cluster.address])
     assert code == 0
+    printed = capsys.readouterr().out
+    assert "trial_id" in printed  # the sweep's table; Tune's own box and hints stay quiet
+    for noise in ("Configuration for experiment", "View detailed results", "tensorboard"):
+        assert noise not in printed, printed
     assert sorted(os.listdir(finished[0])) == runs_before[finished[0]]  # not run again
     (resumed,) = _results(interrupted[0])
     assert resumed["resumed_from"].endswith(f"/checkpoints/epoch_{RESUME_EPOCHS}")
