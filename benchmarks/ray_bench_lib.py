@@ -26,20 +26,12 @@ import time
 
 import torch
 
+from benchmarks.startup_marks import process_start_time
 from benchmarks.workloads import SyntheticDataset, make_mlp
 
 LR = 0.01
 MOMENTUM = 0.9
 KILL_MARKER = "kill.pid"
-
-
-def process_start_time() -> float:
-    """``time.time()`` when this process was created (Linux ``/proc``; 10 ms resolution)."""
-    with open("/proc/self/stat") as f:
-        ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
-    with open("/proc/uptime") as f:
-        uptime = float(f.read().split()[0])
-    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 class Probe:
