@@ -260,7 +260,7 @@ def ray_cluster(s3_server, tmp_path_factory):
                               env=env)
     finally:
         ray.shutdown()
-        stop_process_tree(head.pid)
+        stop_process_tree(head.pid, timeout=5)  # the test cluster holds nothing to keep
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
