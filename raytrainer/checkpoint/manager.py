@@ -34,10 +34,14 @@ from .. import dist, storage
 from . import agreement, envelope, full_state, sharded
 from . import state as state_module
 from .async_save import AsyncCheckpointer, copy_to_cpu
-from .config_diff import model_key_differences
 from .envelope import CheckpointError
 from .parts import LoadRequest, TrainingParts
-from .reading import CheckpointKeyMismatch, check_keys, open_checkpoint
+from .reading import (
+    CheckpointKeyMismatch,
+    check_keys,
+    open_checkpoint,
+    with_config_differences,
+)
 
 
 def _revise_keys(state: dict, revise_keys: Sequence[tuple[str, str]]) -> dict:
@@ -316,15 +320,10 @@ class CheckpointManager:
                                        filename: str) -> None:
         """Re-raise a weights/model mismatch, naming the model keys whose config differs
         between the checkpoint and this run (when the checkpoint recorded its config)."""
-        differences = model_key_differences(meta.get("cfg") or "", self.parts.cfg or {})
-        if not differences:
+        error = with_config_differences(exc, meta, self.parts.cfg or {}, filename)
+        if error is exc:
             raise exc
-        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        if not reason.startswith("the weights in"):
-            reason = f"the weights in {storage.describe(filename)} do not fit the model: {reason}"
-        raise CheckpointKeyMismatch(
-            f"{reason}; the checkpoint's config differs in the model keys: "
-            + "; ".join(differences), partial=getattr(exc, "partial", True)) from exc
+        raise error from exc
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location: str = "default") -> None:

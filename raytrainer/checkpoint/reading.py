@@ -15,6 +15,7 @@ import torch
 
 from .. import storage
 from . import envelope, full_state, sharded
+from .config_diff import model_key_differences
 from .envelope import CheckpointError
 
 
@@ -51,6 +52,61 @@ def check_keys(given: set[str], model: torch.nn.Module, filename: str, strict: b
         raise CheckpointKeyMismatch(
             f"{what}: missing keys {_listed(missing)}, unexpected keys {_listed(unexpected)}",
             partial=True)
+
+
+def with_config_differences(exc: Exception, meta: dict, cfg: Any,
+                            filename: str) -> Exception:
+    """A weights/model mismatch ``exc`` that also names the model keys whose config differs
+    between the checkpoint (its recorded config, in ``meta``) and ``cfg``; ``exc`` itself
+    when the checkpoint recorded none or none differ."""
+    differences = model_key_differences(meta.get("cfg") or "", cfg or {})
+    if not differences:
+        return exc
+    reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if not reason.startswith("the weights in"):
+        reason = f"the weights in {storage.describe(filename)} do not fit the model: {reason}"
+    error = CheckpointKeyMismatch(
+        f"{reason}; the checkpoint's config differs in the model keys: "
+        + "; ".join(differences), partial=getattr(exc, "partial", True))
+    error.__cause__ = exc
+    return error
+
+
+def stored_model_shapes(opened: OpenedCheckpoint) -> dict[str, tuple | None] | None:
+    """The model weights of a committed checkpoint, name -> shape, read without its tensors:
+    a sharded one's from DCP's ``.metadata``, a local full-state one's through a memory map
+    of ``model.pt`` (``module.`` prefixes removed, as loading does); None for what cannot be
+    read so cheaply (a single file, a full-state checkpoint on an object store)."""
+    if opened.layout == envelope.SHARDED:
+        return sharded.model_shapes(opened.location)
+    if opened.layout != envelope.FULL or storage.is_url(opened.location):
+        return None
+    path = storage.join(opened.location, full_state.MODEL_FILE)
+    state = torch.load(path, map_location="meta", mmap=True, weights_only=True)
+    weights = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        return None
+    return {(key[len("module."):] if key.startswith("module.") else key):
+            (tuple(value.shape) if isinstance(value, torch.Tensor) else None)
+            for key, value in weights.items()}
+
+
+def check_shapes(stored: dict[str, tuple | None], model: torch.nn.Module,
+                 filename: str) -> None:
+    """Refuse weights whose shapes differ from the model's for the names both have.
+
+    Raises:
+        CheckpointKeyMismatch: naming the file, the model and the first weights that differ.
+    """
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    differ = [f"{key}: the checkpoint has {list(shape)}, the model {list(expected[key])}"
+              for key, shape in sorted(stored.items())
+              if shape is not None and key in expected and expected[key] != shape]
+    if differ:
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise CheckpointKeyMismatch(
+            f"the weights in {storage.describe(filename)} do not fit {type(model).__name__}: "
+            f"size mismatch for {'; '.join(differ[:3])}{more}", partial=True)
 
 
 @dataclass

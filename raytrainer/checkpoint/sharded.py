@@ -261,6 +261,13 @@ def load_full(location: str, record: Mapping | None = None) -> dict[str, Any]:
 
 def model_keys(location: str) -> set[str]:
     """The model weight names stored in the sharded checkpoint at ``location``."""
+    return set(model_shapes(location))
+
+
+def model_shapes(location: str) -> dict[str, tuple[int, ...] | None]:
+    """The model weights stored in the sharded checkpoint at ``location``: name -> full shape
+    (None for a non-tensor entry), from DCP's metadata alone."""
     metadata = _checked_reader(location).read_metadata()
     prefix = "model."
-    return {key[len(prefix):] for key in metadata.state_dict_metadata if key.startswith(prefix)}
+    return {key[len(prefix):]: (tuple(entry.size) if hasattr(entry, "size") else None)
+            for key, entry in metadata.state_dict_metadata.items() if key.startswith(prefix)}

@@ -7,9 +7,21 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from ... import registry, storage
-from ...checkpoint import CheckpointError, read_commit
+from ...checkpoint import CheckpointError, list_checkpoints, read_commit
+from ...checkpoint.folder import checkpoint_dir_of
+from ...checkpoint.reading import (
+    CheckpointKeyMismatch,
+    check_keys,
+    check_shapes,
+    open_checkpoint,
+    stored_model_shapes,
+    with_config_differences,
+)
 from ...config import Config, ConfigError
+from ...model.wrappers import unwrap_model
 from ...registry import UnknownTypeError
 from ...runner import validation
 
@@ -150,6 +162,63 @@ def check_checkpoint(location: str | None, what: str) -> None:
             raise CheckpointError(f"{what}: {exc}") from exc
 
 
+def _meta_model(cfg: Config) -> Any:
+    """The config's model built on the meta device (no memory, no init), or None when it
+    cannot be built here (a constructor that reads files, say): the worker will tell."""
+    model_cfg = cfg.get("model")
+    if not _typed(model_cfg):
+        return None
+    model_cfg = dict(model_cfg)
+    if cfg.get("data_preprocessor") is not None:
+        model_cfg.setdefault("data_preprocessor", cfg["data_preprocessor"])
+    try:
+        with torch.device("meta"):
+            return unwrap_model(registry.MODELS.build(model_cfg))
+    except Exception:  # noqa: BLE001 - the worker builds it for real and reports
+        return None
+
+
+def check_fits(cfg: Config, location: str | None, what: str, strict: bool) -> None:
+    """The weights of the checkpoint at ``location`` fit the config's model, as the worker's
+    load would find (checked when the checkpoint's keys can be read without its tensors and
+    the model can be built on the meta device; otherwise left to the worker).
+
+    Raises:
+        CheckpointKeyMismatch: ``what: the weights in ... do not fit ...``, with the model keys
+            whose config differs from the checkpoint's.
+    """
+    if not location or not storage.is_dir(location):
+        return
+    try:
+        opened = open_checkpoint(str(location).rstrip("/"))
+        shapes = stored_model_shapes(opened)
+    except Exception:  # noqa: BLE001 - damaged or refused: the workers skip it or say why
+        return
+    model = _meta_model(cfg) if shapes is not None else None
+    if model is None:
+        return
+    try:
+        check_keys(set(shapes), model, opened.location, strict)
+        check_shapes(shapes, model, opened.location)
+    except CheckpointKeyMismatch as exc:
+        error = with_config_differences(exc, opened.meta or {}, cfg, opened.location)
+        raise CheckpointKeyMismatch(f"{what}: {error}", getattr(error, "partial", False)) \
+            from exc
+
+
+def _resume_location(cfg: Config, work_dir: str) -> str | None:
+    """The checkpoint a training run will resume or load from, if the driver can tell."""
+    resume = cfg.get("resume")
+    if isinstance(resume, str) and resume != "auto":
+        return resume
+    if resume in (True, "auto"):
+        if cfg.get("load_from"):
+            return cfg["load_from"]
+        found = list_checkpoints(checkpoint_dir_of(cfg, work_dir), warn=False)
+        return found[-1] if found else None
+    return None
+
+
 def preflight(cfg: Config, work_dir: str, mode: str, checkpoint: str | None = None) -> None:
     """Run every check; raise on the first problem."""
     validation.check_config(cfg, launcher="ray")
@@ -162,8 +231,15 @@ def preflight(cfg: Config, work_dir: str, mode: str, checkpoint: str | None = No
         if isinstance(resume, str) and resume != "auto":
             check_checkpoint(resume, "resume")
         check_checkpoint(cfg.get("load_from"), "load_from")
+        resumed = _resume_location(cfg, work_dir)
+        if resumed is not None:
+            check_fits(cfg, resumed, "resume", strict=True)
+        elif cfg.get("load_from"):
+            check_fits(cfg, cfg["load_from"], "load_from", strict=bool(cfg.get("load_strict",
+                                                                                True)))
     else:
         check_checkpoint(checkpoint, "--checkpoint")
+        check_fits(cfg, checkpoint, "--checkpoint", strict=False)
 
 
 __all__ = ["preflight", "check_arguments", "check_checkpoint", "check_loop", "check_storage",
