@@ -180,11 +180,14 @@ def test_in_process_run_ends_with_the_summary_naming_the_best_checkpoint(tmp_pat
     assert "Exp name: mlp_" in open(log[0]).read()
 
 
-def test_a_restarted_worker_group_continues_the_same_progress_bar():
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, so the console draws its progress bar."""
 
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_restarted_worker_group_continues_the_same_progress_bar():
     console = RunConsole(stream=Terminal())
     console.handle({"kind": "start", "iter": 0, "max_iters": 10, "epoch": 0, "max_epochs": 2})
     first = console._progress
@@ -197,10 +200,6 @@ def test_a_restarted_worker_group_continues_the_same_progress_bar():
 
 
 def test_the_bar_shows_the_epochs_own_progress_with_the_runs_beside_it():
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
     console = RunConsole(stream=Terminal())
     console.handle({"kind": "start", "iter": 0, "max_iters": 135, "epoch": 0, "max_epochs": 3})
     task = console._progress.tasks[0]
